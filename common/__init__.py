@@ -1,0 +1,1 @@
+"""Shared building blocks of the kd-transfer scripts, one concern a module."""

@@ -1,0 +1,111 @@
+"""Loading teachers and tokenizers, building and initialising students."""
+import copy
+import logging
+import re
+from pathlib import Path
+
+import transformers
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+from common.massive import looks_like_local_path
+from common.run import UsageError
+
+
+def _check_source(name_or_path, flag):
+    if looks_like_local_path(name_or_path) and not Path(name_or_path).exists():
+        raise UsageError(f"{flag} {name_or_path}: no such folder")
+    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
+        raise UsageError(f"{flag} {name_or_path}: not a model folder (no config.json)")
+
+
+def load_tokenizer(name_or_path, flag="--tokenizer"):
+    _check_source(name_or_path, flag)
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{flag} {name_or_path}: cannot load a tokenizer ({str(err).splitlines()[0]})") from None
+
+
+def load_teacher(name_or_path):
+    """The teacher with its MLM head when it has one, else the bare encoder.
+
+    Returns (model, has_mlm_head). A checkpoint without MLM head weights (a sentence encoder
+    such as all-MiniLM-L6-v2) would otherwise get a randomly initialised head, and logit KD
+    against random logits would silently teach nothing.
+    """
+    _check_source(name_or_path, "--teacher")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the "newly initialized" warning is expected here
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
+        prefix = model.base_model_prefix + "."
+        has_head = not any(not key.startswith(prefix) for key in info["missing_keys"])
+        if not has_head:
+            model = model.base_model
+    except ValueError:  # an architecture with no masked-LM class
+        model, has_head = AutoModel.from_pretrained(name_or_path), False
+    except OSError as err:
+        raise UsageError(f"--teacher {name_or_path}: cannot load ({str(err).splitlines()[0]})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model, has_head
+
+
+def student_config(teacher_config, layers, hidden, heads, intermediate):
+    """The teacher's config with the student's shape: same architecture, vocabulary, positions."""
+    if hidden % heads:
+        raise UsageError(f"--student-hidden {hidden} is not divisible by --student-heads {heads}")
+    config = copy.deepcopy(teacher_config)
+    config.num_hidden_layers, config.hidden_size = layers, hidden
+    config.num_attention_heads, config.intermediate_size = heads, intermediate
+    config.architectures = None
+    return config
+
+
+def teacher_layers_for_student(student_layers, teacher_layers):
+    """Every k-th teacher layer, ending at the last: 6 -> 3 takes teacher layers 1, 3, 5 (0-based)."""
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+def build_student(teacher, config, init):
+    """A masked-LM student; init 'teacher' copies embeddings and every k-th layer, 'random' does not."""
+    student = AutoModelForMaskedLM.from_config(config)
+    t_conf = teacher.config
+    same_width = (config.hidden_size, config.num_attention_heads, config.intermediate_size) == \
+                 (t_conf.hidden_size, t_conf.num_attention_heads, t_conf.intermediate_size)
+    if init == "auto":
+        init = "teacher" if same_width and config.num_hidden_layers <= t_conf.num_hidden_layers else "random"
+    if init == "random":
+        return student, "random", None
+    if not same_width:
+        raise UsageError("--student-init teacher needs the teacher's hidden size, heads and intermediate "
+                         f"size ({t_conf.hidden_size}/{t_conf.num_attention_heads}/{t_conf.intermediate_size})")
+    if config.num_hidden_layers > t_conf.num_hidden_layers:
+        raise UsageError(f"--student-init teacher: the student has more layers ({config.num_hidden_layers}) "
+                         f"than the teacher ({t_conf.num_hidden_layers})")
+    chosen = teacher_layers_for_student(config.num_hidden_layers, t_conf.num_hidden_layers)
+    teacher_state = teacher.state_dict()
+    teacher_prefix = teacher.base_model_prefix + "." if hasattr(teacher, teacher.base_model_prefix) else ""
+    student_prefix = student.base_model_prefix + "."
+    new_state = {}
+    for key in student.state_dict():
+        source = key
+        if key.startswith(student_prefix):
+            source = teacher_prefix + key[len(student_prefix):]
+            source = re.sub(r"\.layer\.(\d+)\.", lambda m: f".layer.{chosen[int(m.group(1))]}.", source)
+        if source in teacher_state:  # the MLM head too, when the teacher has one
+            new_state[key] = teacher_state[source]
+    missing = student.load_state_dict(new_state, strict=False).missing_keys
+    copied_encoder = not [k for k in missing if k.startswith(student_prefix) and "pooler" not in k]
+    if not copied_encoder:
+        raise UsageError(f"--student-init teacher: cannot map {type(teacher).__name__} weights onto the student")
+    return student, "teacher", chosen
+
+
+def student_shape(model):
+    c = model.config
+    return {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "heads": c.num_attention_heads,
+            "intermediate": c.intermediate_size, "parameters": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny tokenizers and models built from configs, real MASSIVE and Wikipedia lines."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# The shared data lives beside the checkout; KD_SHARED_DATA points elsewhere.
+DATA = Path(os.environ.get("KD_SHARED_DATA", REPO.parent / "shared" / "data"))
+MASSIVE = DATA / "massive-1.1"
+WIKI = DATA / "wikipedia-lead"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def read_lines(path, n, where=lambda row: True):
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if where(row):
+                out.append(row)
+                if len(out) == n:
+                    break
+    return out
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """Small real subsets: MASSIVE en-US/ja-JP (all partitions) and English Wikipedia leads."""
+    d = tmp_path_factory.mktemp("data")
+    (d / "massive").mkdir()
+    for locale in ("en-US", "ja-JP", "de-DE"):
+        write_jsonl(d / "massive" / f"{locale}.jsonl", read_lines(MASSIVE / f"{locale}.jsonl", 600))
+    write_jsonl(d / "wiki.jsonl", read_lines(WIKI / "en.jsonl", 200))
+    return d
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, data_dir):
+    """A WordPiece tokenizer trained here on the subsets, saved as a BertTokenizerFast."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    texts = [r["utt"] for f in (data_dir / "massive").glob("*.jsonl") for r in map(json.loads, f.open())]
+    texts += [json.loads(line)["text"] for line in (data_dir / "wiki.jsonl").open()]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    out = tmp_path_factory.mktemp("tokenizer")
+    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(out)
+    return out
+
+
+def make_teacher(path, tokenizer_dir, mlm_head, hidden=32, layers=2, heads=2, intermediate=64, seed=0):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    model = (BertForMaskedLM if mlm_head else BertModel)(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, tokenizer_dir):
+    """A tiny BERT encoder without MLM head, like all-MiniLM-L6-v2."""
+    return make_teacher(tmp_path_factory.mktemp("teacher"), tokenizer_dir, mlm_head=False)
+
+
+@pytest.fixture(scope="session")
+def mlm_teacher_dir(tmp_path_factory, tokenizer_dir):
+    """A tiny BERT with an MLM head."""
+    return make_teacher(tmp_path_factory.mktemp("mlm_teacher"), tokenizer_dir, mlm_head=True)

