@@ -1,0 +1,153 @@
+"""DC and ICNER metrics, SemER, and bootstrap confidence intervals.
+
+Slots are compared as character spans (type, start, end) of the utterance, so scores do not
+depend on the model's tokenizer and students with different vocabularies compare fairly. Slot
+precision/recall/F1 come from seqeval over character-level BIO sequences, which counts a slot
+right exactly when its type and span match.
+"""
+from collections import Counter, defaultdict
+
+import numpy as np
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+
+def char_bio(text, slots):
+    tags = ["O"] * len(text)
+    for slot in sorted(slots, key=lambda s: s.start):
+        tags[slot.start] = f"B-{slot.type}"
+        for i in range(slot.start + 1, slot.end):
+            tags[i] = f"I-{slot.type}"
+    return tags or ["O"]
+
+
+def semantic_errors(gold_intent, gold_slots, pred_intent, pred_slots):
+    """(errors, reference size) of one utterance for SemER.
+
+    The intent counts as one more slot. A predicted slot with the reference's type and span is
+    correct. Of the rest, a predicted and a reference slot of the same type (wrong words), or with
+    the same span (wrong type), pair up as one substitution; a reference slot left over is a
+    deletion, a predicted one an insertion. errors = S + D + I, reference = slots + 1.
+    """
+    gold = [(s.type, s.start, s.end) for s in gold_slots]
+    pred = [(s.type, s.start, s.end) for s in pred_slots]
+    remaining_pred = list(pred)
+    unmatched_gold = []
+    for g in gold:
+        if g in remaining_pred:
+            remaining_pred.remove(g)
+        else:
+            unmatched_gold.append(g)
+    substitutions = 0
+    for same in (lambda g, p: g[0] == p[0], lambda g, p: g[1:] == p[1:]):
+        for g in list(unmatched_gold):
+            partner = next((p for p in remaining_pred if same(g, p)), None)
+            if partner is not None:
+                unmatched_gold.remove(g)
+                remaining_pred.remove(partner)
+                substitutions += 1
+    substitutions += int(gold_intent != pred_intent)
+    return substitutions + len(unmatched_gold) + len(remaining_pred), len(gold) + 1
+
+
+def bootstrap_ci(per_item, statistic, samples=1000, seed=0, level=0.95):
+    """Percentile bootstrap over items. per_item: dict of arrays [n]; statistic(dict of sums)->float."""
+    n = len(next(iter(per_item.values())))
+    if n == 0:
+        return [None, None]
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])  # [B, n]
+    sums = {k: counts @ np.asarray(v, dtype=np.float64) for k, v in per_item.items()}
+    values = np.array([statistic({k: v[b] for k, v in sums.items()}) for b in range(samples)])
+    alpha = (1 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def _ratio(a, b):
+    return a / b if b else 0.0
+
+
+def dc_metrics(gold, pred, groups=None, bootstrap=1000):
+    """Accuracy, macro-F1 (over gold domains) and per-domain accuracy; CIs for the first two."""
+    gold, pred = list(gold), list(pred)
+    labels = sorted(set(gold))
+    correct = np.array([g == p for g, p in zip(gold, pred)], dtype=float)
+    per_item = {"correct": correct}
+    for label in labels:
+        per_item[f"tp:{label}"] = np.array([g == label and p == label for g, p in zip(gold, pred)], float)
+        per_item[f"gold:{label}"] = np.array([g == label for g in gold], float)
+        per_item[f"pred:{label}"] = np.array([p == label for p in pred], float)
+
+    def accuracy(s):
+        return _ratio(s["correct"], len(gold))
+
+    def macro_f1(s):
+        f1s = [_ratio(2 * s[f"tp:{c}"], s[f"gold:{c}"] + s[f"pred:{c}"]) for c in labels if s[f"gold:{c}"] > 0]
+        return float(np.mean(f1s)) if f1s else 0.0
+
+    sums = {k: v.sum() for k, v in per_item.items()}
+    out = {"n": len(gold), "accuracy": accuracy(sums), "macro_f1": macro_f1(sums)}
+    if bootstrap:
+        out["accuracy_ci95"] = bootstrap_ci({"correct": correct}, lambda s: s["correct"] / len(gold), bootstrap)
+        out["macro_f1_ci95"] = bootstrap_ci(per_item, macro_f1, bootstrap)
+    out["per_domain_accuracy"] = {c: _ratio(sums[f"tp:{c}"], sums[f"gold:{c}"]) for c in labels}
+    if groups is not None:
+        out["per_group"] = _per_group(groups, lambda idx: {"n": len(idx), "accuracy": float(correct[idx].mean())})
+    return out
+
+
+def icner_metrics(examples, domains=None, locales=None, bootstrap=1000):
+    """examples: (utterance text, gold intent, gold slots, predicted intent, predicted slots).
+
+    Intent accuracy; slot precision/recall/F1 (seqeval, micro and per type); SemER; exact match;
+    95% bootstrap CIs of the headline numbers; the same per domain and per locale when given.
+    """
+    examples = list(examples)
+    stats = defaultdict(list)
+    for text, g_intent, g_slots, p_intent, p_slots in examples:
+        g = Counter((s.type, s.start, s.end) for s in g_slots)
+        p = Counter((s.type, s.start, s.end) for s in p_slots)
+        errors, reference = semantic_errors(g_intent, g_slots, p_intent, p_slots)
+        stats["intent"].append(g_intent == p_intent)
+        stats["tp"].append(sum((g & p).values()))
+        stats["gold"].append(len(g_slots))
+        stats["pred"].append(len(p_slots))
+        stats["errors"].append(errors)
+        stats["reference"].append(reference)
+        stats["exact"].append(g_intent == p_intent and g == p)
+    per_item = {k: np.array(v, dtype=float) for k, v in stats.items()}
+    out = _icner_from_items(per_item)
+    gold_bio = [char_bio(e[0], e[2]) for e in examples]
+    pred_bio = [char_bio(e[0], e[4]) for e in examples]
+    out["slot_precision"] = float(precision_score(gold_bio, pred_bio, zero_division=0))
+    out["slot_recall"] = float(recall_score(gold_bio, pred_bio, zero_division=0))
+    out["slot_f1"] = float(f1_score(gold_bio, pred_bio, zero_division=0))
+    report = classification_report(gold_bio, pred_bio, output_dict=True, zero_division=0)
+    out["per_slot_type"] = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
+                                "support": int(v["support"])}
+                            for k, v in report.items() if not k.endswith(" avg")}
+    if bootstrap and examples:
+        ci = {"intent_accuracy": lambda s: s["intent"] / n, "exact_match": lambda s: s["exact"] / n,
+              "slot_f1": lambda s: _ratio(2 * s["tp"], s["gold"] + s["pred"]),
+              "semer": lambda s: _ratio(s["errors"], s["reference"])}
+        n = len(examples)
+        for name, statistic in ci.items():
+            out[f"{name}_ci95"] = bootstrap_ci(per_item, statistic, bootstrap)
+    for key, groups in (("per_domain", domains), ("per_locale", locales)):
+        if groups is not None:
+            out[key] = _per_group(groups, lambda idx: _icner_from_items({k: v[idx] for k, v in per_item.items()}))
+    return out
+
+
+def _icner_from_items(items):
+    n = len(items["intent"])
+    return {"n": n, "intent_accuracy": _ratio(items["intent"].sum(), n),
+            "slot_f1_spans": _ratio(2 * items["tp"].sum(), items["gold"].sum() + items["pred"].sum()),
+            "semer": _ratio(items["errors"].sum(), items["reference"].sum()),
+            "exact_match": _ratio(items["exact"].sum(), n)}
+
+
+def _per_group(groups, compute):
+    index = defaultdict(list)
+    for i, g in enumerate(groups):
+        index[g].append(i)
+    return {g: compute(np.array(idx)) for g, idx in sorted(index.items())}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Evaluate a finetuned DC or ICNER model on a MASSIVE partition.
+
+    python evaluate.py --model out/dc --data massive-1.1/ --locales en-US --output metrics.json
+
+DC: accuracy, macro-F1, per-domain accuracy. ICNER: intent accuracy, slot precision/recall/F1
+(seqeval, micro and per slot type), SemER and exact match, per domain and per locale. 95%
+bootstrap confidence intervals for the headline numbers. A folder of per-domain ICNER models
+(finetune.py --all-domains) is evaluated with each utterance sent to its domain's model.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from common.joint_model import JointIntentSlotModel
+from common.massive import PARTITIONS, load_massive
+from common.models import load_tokenizer
+from common.run import ArgumentParser, UsageError, run_cli, versions, write_json_atomic
+from common.tasks import load_labels, predict, score, torch_logits_fn
+
+
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--model", required=True, help="finetune.py output folder")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--split", default="test", choices=PARTITIONS)
+    p.add_argument("--locales", nargs="+")
+    p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
+    p.add_argument("--output", help="metrics JSON file")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-seq-length", type=int, default=64)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
+    p.add_argument("--threads", type=int)
+    return p.parse_args(argv)
+
+
+class TorchModel:
+    """A finetuned PyTorch folder: its task, labels, tokenizer and a logits function."""
+
+    def __init__(self, folder):
+        folder = Path(folder)
+        self.labels = load_labels(folder)
+        self.task = self.labels["task"]
+        self.tokenizer = load_tokenizer(str(folder), "--model")
+        cls = AutoModelForSequenceClassification if self.task == "dc" else JointIntentSlotModel
+        self.model = cls.from_pretrained(folder).eval()
+        self.logits_fn = torch_logits_fn(self.model)
+
+    def predict(self, texts, max_length, batch_size):
+        return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
+
+
+def load_model(folder):
+    """One model, or {domain: model} for a per-domain ICNER folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"--model {folder}: no such folder")
+    run = folder / "run.json"
+    if run.is_file() and json.loads(run.read_text()).get("per_domain"):
+        return "icner", {d.name: TorchModel(d) for d in sorted(folder.iterdir()) if (d / "labels.json").is_file()}
+    model = TorchModel(folder)
+    return model.task, model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task, model = load_model(args.model)
+    if args.task and args.task != task:
+        raise UsageError(f"--model {args.model} is a {task} model, not {args.task}")
+    utterances, fingerprints = load_massive(args.data, args.locales, partitions=[args.split])
+    if not utterances:
+        raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
+    start = time.perf_counter()
+    if isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
+        predictions = [None] * len(utterances)
+        for domain in sorted({u.scenario for u in utterances}):
+            idx = [i for i, u in enumerate(utterances) if u.scenario == domain]
+            if domain not in model:  # no model for this domain: every utterance of it is wrong
+                preds = [(None, [])] * len(idx)
+            else:
+                preds = model[domain].predict([utterances[i].utt for i in idx], args.max_seq_length, args.batch_size)
+            for i, p in zip(idx, preds):
+                predictions[i] = p
+    else:
+        predictions = model.predict([u.utt for u in utterances], args.max_seq_length, args.batch_size)
+    seconds = time.perf_counter() - start
+    metrics = score(task, utterances, predictions, args.bootstrap)
+    print_table(task, metrics)
+    if args.output:
+        write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
+                                        "locales": args.locales, "metrics": metrics,
+                                        "data": fingerprints, "versions": versions(),
+                                        "predict_seconds": round(seconds, 3)})
+    return 0
+
+
+def print_table(task, m):
+    def row(name, value, ci=None):
+        ci_text = f"  [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci and ci[0] is not None else ""
+        print(f"  {name:<18}{100 * value:7.2f}{ci_text}")
+    print(f"{task.upper()} on {m['n']} utterances (%, 95% CI)")
+    if task == "dc":
+        row("accuracy", m["accuracy"], m.get("accuracy_ci95"))
+        row("macro-F1", m["macro_f1"], m.get("macro_f1_ci95"))
+        groups = m["per_domain_accuracy"]
+        print("  per domain: " + ", ".join(f"{d} {100 * v:.1f}" for d, v in groups.items()))
+        return
+    row("intent accuracy", m["intent_accuracy"], m.get("intent_accuracy_ci95"))
+    row("slot precision", m["slot_precision"])
+    row("slot recall", m["slot_recall"])
+    row("slot F1", m["slot_f1"], m.get("slot_f1_ci95"))
+    row("SemER", m["semer"], m.get("semer_ci95"))
+    row("exact match", m["exact_match"], m.get("exact_match_ci95"))
+    if len(m.get("per_locale", {})) > 1:
+        for locale, v in m["per_locale"].items():
+            print(f"  {locale}: intent {100 * v['intent_accuracy']:.2f}, SemER {100 * v['semer']:.2f}, "
+                  f"exact {100 * v['exact_match']:.2f}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

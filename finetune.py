@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Finetune an encoder on MASSIVE: domain classification (dc) or joint intent + slots (icner).
+
+    python finetune.py --task dc --model out/s03 --data massive-1.1/ --locales en-US --output-dir out/dc
+    python finetune.py --task icner --model out/s03 --data massive-1.1/ --locales en-US \
+        --all-domains --output-dir out/icner
+
+Trains on the train partition, picks the best checkpoint on dev (early stopping), never looks at
+test (that is evaluate.py's). The output folder opens with from_pretrained and holds the
+tokenizer, labels.json and run.json.
+"""
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForSequenceClassification, get_scheduler
+
+from common import checkpoint
+from common.joint_model import JointIntentSlotModel
+from common.massive import load_massive
+from common.models import load_tokenizer
+from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, timed,
+                        versions, write_json_atomic)
+from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
+
+
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--task", required=True, help="dc, icner (or mlm: masked-LM training)")
+    p.add_argument("--model", required=True, help="encoder folder or hub name (a student, a teacher, ...)")
+    p.add_argument("--tokenizer", help="default: the model's")
+    p.add_argument("--data", nargs="+", required=True, help="MASSIVE JSONL files, folders, or a hub dataset name")
+    p.add_argument("--locales", nargs="+")
+    p.add_argument("--domain", help="ICNER: train on this MASSIVE scenario only (the paper's per-domain models)")
+    p.add_argument("--all-domains", action="store_true", help="ICNER: one model per domain, in OUTPUT_DIR/<domain>")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--max-steps", type=int, help="overrides --epochs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--max-seq-length", type=int, default=64)
+    p.add_argument("--slot-loss-coef", type=float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
+    p.add_argument("--eval-steps", type=int, help="evaluate on dev every N steps (default: every epoch)")
+    p.add_argument("--patience", type=int, default=3, help="stop after N evaluations without dev improvement")
+    p.add_argument("--max-train-utterances", type=int, help="use the first N train utterances (quick runs)")
+    p.add_argument("--max-dev-utterances", type=int, help="use the first N dev utterances (quick runs)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR.partial/checkpoint")
+    args = p.parse_args(argv)
+    if args.task not in TASKS + ("mlm",):
+        p.error(f"unknown --task {args.task!r} (use dc, icner or mlm)")
+    if (args.domain or args.all_domains) and args.task != "icner":
+        p.error("--domain / --all-domains are for --task icner")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_output_dir(Path(args.output_dir), args.overwrite, args.resume)
+    tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
+    train, fingerprints = load_massive(args.data, args.locales, partitions=["train"])
+    dev, _ = load_massive(args.data, args.locales, partitions=["dev"])
+    if not train or not dev:
+        raise UsageError(f"--data has no {'train' if not train else 'dev'} utterances for locales {args.locales or 'any'}")
+    if args.all_domains:
+        return finetune_all_domains(args, tokenizer, train, dev, fingerprints)
+    if args.domain:
+        train, dev = by_domain(train, args.domain, "train"), by_domain(dev, args.domain, "dev")
+    finetune(args, tokenizer, train, dev, fingerprints, Path(args.output_dir))
+    return 0
+
+
+def by_domain(utterances, domain, partition):
+    chosen = [u for u in utterances if u.scenario == domain]
+    if not chosen:
+        raise UsageError(f"--domain {domain}: no {partition} utterances (domains: "
+                         f"{', '.join(sorted({u.scenario for u in utterances}))})")
+    return chosen
+
+
+def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
+    """One ICNER model per domain, as the paper trains them; a summary run.json on top."""
+    output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
+    work_dir.mkdir(exist_ok=True)
+    summary = {}
+    for domain in sorted({u.scenario for u in train}):
+        target = work_dir / domain
+        if not target.exists():  # finished domains are kept across --resume
+            print(f"== domain {domain}", file=sys.stderr)
+            summary[domain] = finetune(args, tokenizer, by_domain(train, domain, "train"),
+                                       by_domain(dev, domain, "dev"), fingerprints, target)
+        else:
+            import json
+            summary[domain] = json.loads((target / "run.json").read_text())["dev_metrics"]
+    write_json_atomic(work_dir / "run.json", {"script": "finetune.py", "task": "icner", "per_domain": True,
+                                              "args": vars(args), "versions": versions(),
+                                              "domains": sorted(summary), "dev_exact_match": {
+                                                  d: m["exact_match"] for d, m in summary.items()}})
+    publish(work_dir, output_dir)
+    return 0
+
+
+def build_model(args, labels):
+    try:
+        if args.task == "dc":
+            domains = labels["domains"]
+            return AutoModelForSequenceClassification.from_pretrained(
+                args.model, num_labels=len(domains), id2label=dict(enumerate(domains)),
+                label2id={d: i for i, d in enumerate(domains)}, ignore_mismatched_sizes=True)
+        return JointIntentSlotModel.from_encoder(args.model, labels["intents"], labels["slots"],
+                                                 slot_loss_coef=args.slot_loss_coef)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--model {args.model}: cannot load ({str(err).splitlines()[0]})") from None
+
+
+def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
+    """Train one model; returns its best dev metrics."""
+    started, timings = time.time(), {}
+    work_dir = partial_dir(output_dir)
+    if args.max_train_utterances:
+        train = train[:args.max_train_utterances]
+    if args.max_dev_utterances:
+        dev = dev[:args.max_dev_utterances]
+    labels = build_labels(args.task, train)
+    torch.manual_seed(args.seed)
+    model = build_model(args, labels)
+    features = encode(args.task, tokenizer, train, labels, args.max_seq_length)
+    steps_per_epoch = math.ceil(len(features) / args.batch_size)
+    max_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
+    eval_steps = args.eval_steps or steps_per_epoch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
+    step, best, best_step, stale, history = 0, -1.0, None, 0, []
+    state = checkpoint.load(work_dir / "checkpoint") if args.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        step, best, best_step, stale, history = (state[k] for k in ("step", "best", "best_step", "stale", "history"))
+        print(f"resuming from step {step} of {max_steps}", file=sys.stderr)
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+
+    def evaluate_dev():
+        model.eval()
+        preds = predict(args.task, torch_logits_fn(model), tokenizer, [u.utt for u in dev], labels, args.max_seq_length)
+        model.train()
+        return score(args.task, dev, preds, bootstrap=0)
+
+    progress = tqdm(total=max_steps, initial=step, desc=f"finetune {args.task}", unit="step", file=sys.stderr)
+    model.train()
+    loop_start = time.perf_counter()
+    while step < max_steps and stale < args.patience:
+        epoch, position = divmod(step, steps_per_epoch)
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(features))
+        for start in range(position * args.batch_size, len(order), args.batch_size):
+            batch = collate([features[i] for i in order[start:start + args.batch_size]], tokenizer.pad_token_id)
+            batch["labels"] = batch["labels"].clamp(min=0)  # train labels are always known
+            if args.task == "dc":
+                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             labels=batch["labels"]).loss
+            else:
+                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             intent_labels=batch["labels"], slot_labels=batch["slot_labels"]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}", best=f"{max(best, 0):.4f}")
+            if step % eval_steps == 0 or step == max_steps:
+                metrics = evaluate_dev()
+                value = headline(args.task, metrics)
+                history.append({"step": step, "loss": round(loss.item(), 5), "dev": round(value, 5)})
+                if value > best:
+                    best, best_step, stale = value, step, 0
+                    model.save_pretrained(work_dir)  # the best model so far is the output
+                    dev_metrics = metrics
+                    write_json_atomic(work_dir / "dev_metrics.json", metrics)
+                else:
+                    stale += 1
+                checkpoint.save(work_dir / "checkpoint", {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(), "step": step,
+                    "best": best, "best_step": best_step, "stale": stale, "history": history})
+            if step >= max_steps or stale >= args.patience:
+                break
+    progress.close()
+    timings["train_s"] = round(time.perf_counter() - loop_start, 3)
+    import json
+    dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
+    tokenizer.save_pretrained(work_dir)
+    save_labels(work_dir, labels)
+    write_json_atomic(work_dir / "run.json", {
+        "script": "finetune.py", "task": args.task, "args": vars(args), "versions": versions(),
+        "domain": train[0].scenario if args.domain or args.all_domains else None,
+        "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
+        "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)},
+        "steps": step, "max_steps": max_steps, "best_step": best_step, "stopped_early": stale >= args.patience,
+        "dev_metrics": dev_metrics, "history": history,
+        "timings": {**timings, "wall_s": round(time.time() - started, 3)}})
+    (work_dir / "dev_metrics.json").unlink()
+    publish(work_dir, output_dir)
+    print(f"{args.task} model saved to {output_dir}: dev {headline(args.task, dev_metrics):.4f} at step {best_step}",
+          file=sys.stderr)
+    return dev_metrics
+
+
+if __name__ == "__main__":
+    run_cli(main)
