@@ -94,7 +94,11 @@ def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
     work_dir.mkdir(exist_ok=True)
     summary = {}
-    for domain in sorted({u.scenario for u in train}):
+    domains = sorted({u.scenario for u in train} & {u.scenario for u in dev})
+    skipped = sorted({u.scenario for u in train} - set(domains))
+    if skipped:  # no dev data means no model selection: say so, evaluate.py counts them as errors
+        print(f"note: no dev utterances, no model for domain(s): {', '.join(skipped)}", file=sys.stderr)
+    for domain in domains:
         target = work_dir / domain
         if not target.exists():  # finished domains are kept across --resume
             print(f"== domain {domain}", file=sys.stderr)
@@ -105,7 +109,7 @@ def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
             summary[domain] = json.loads((target / "run.json").read_text())["dev_metrics"]
     write_json_atomic(work_dir / "run.json", {"script": "finetune.py", "task": "icner", "per_domain": True,
                                               "args": vars(args), "versions": versions(),
-                                              "domains": sorted(summary), "dev_exact_match": {
+                                              "domains": sorted(summary), "skipped_domains": skipped, "dev_exact_match": {
                                                   d: m["exact_match"] for d, m in summary.items()}})
     publish(work_dir, output_dir)
     return 0

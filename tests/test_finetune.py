@@ -1,0 +1,113 @@
+"""finetune.py and evaluate.py on tiny models and real MASSIVE lines."""
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+import evaluate
+import finetune
+from common.joint_model import JointIntentSlotModel
+from common.massive import load_massive
+from common.run import run_cli
+
+
+def ft_args(model, data_dir, out, task, *extra, locales=("en-US",)):
+    return ["--task", task, "--model", str(model), "--data", str(data_dir / "massive"), "--locales", *locales,
+            "--output-dir", str(out), "--batch-size", "16", "--lr", "3e-3", *extra]
+
+
+def test_dc_learns_above_chance_and_evaluates(teacher_dir, data_dir, tmp_path):
+    out = tmp_path / "dc"
+    finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--epochs", "12"))
+    run = json.loads((out / "run.json").read_text())
+    dev, _ = load_massive(data_dir / "massive", ["en-US"], ["dev"])
+    majority = Counter(u.scenario for u in dev).most_common(1)[0][1] / len(dev)
+    assert run["dev_metrics"]["accuracy"] > majority + 0.15
+    metrics_file = tmp_path / "m.json"
+    evaluate.main(["--model", str(out), "--data", str(data_dir / "massive"), "--locales", "en-US",
+                   "--output", str(metrics_file), "--bootstrap", "100"])
+    m = json.loads(metrics_file.read_text())["metrics"]
+    assert 0 <= m["accuracy_ci95"][0] <= m["accuracy"] <= m["accuracy_ci95"][1]
+    assert set(m["per_domain_accuracy"]) == {u.scenario for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0]}
+
+
+def test_joint_model_save_load_same_predictions(teacher_dir, tmp_path):
+    model = JointIntentSlotModel.from_encoder(teacher_dir, ["a", "b", "c"], ["O", "B-x", "I-x"]).eval()
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.ones_like(ids)
+    before = model(input_ids=ids, attention_mask=mask)
+    model.save_pretrained(tmp_path / "joint")
+    loaded = JointIntentSlotModel.from_pretrained(tmp_path / "joint").eval()
+    after = loaded(input_ids=ids, attention_mask=mask)
+    assert torch.equal(before.intent_logits, after.intent_logits) and torch.equal(before.slot_logits, after.slot_logits)
+    assert loaded.config.intent_labels == ["a", "b", "c"]
+
+
+def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
+    """An XLM-R style (SentencePiece unigram) tokenizer on ja-JP and de-DE, one model per domain."""
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    texts = [u.utt for u in load_massive(data_dir / "massive", ["ja-JP", "de-DE"])[0]]
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(texts, vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                           unk_token="<unk>")
+    tok = XLMRobertaTokenizerFast(tokenizer_object=sp._tokenizer, bos_token="<s>", eos_token="</s>",
+                                  sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                                  mask_token="<mask>")
+    from tokenizers import processors
+    tok.backend_tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=False)
+    enc_dir = tmp_path / "xlmr"
+    XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=130, pad_token_id=1)).save_pretrained(enc_dir)
+    tok.save_pretrained(enc_dir)
+    out = tmp_path / "icner"
+    finetune.main(ft_args(enc_dir, data_dir, out, "icner", "--all-domains", "--max-steps", "3",
+                          locales=("ja-JP", "de-DE")))
+    domains = {u.scenario for u in load_massive(data_dir / "massive", ["ja-JP"], ["train"])[0]} & \
+        {u.scenario for u in load_massive(data_dir / "massive", ["ja-JP"], ["dev"])[0]}
+    assert {p.name for p in out.iterdir() if p.is_dir()} == domains
+    assert json.loads((out / "run.json").read_text())["per_domain"]
+    metrics_file = tmp_path / "m.json"
+    evaluate.main(["--model", str(out), "--data", str(data_dir / "massive"), "--locales", "ja-JP", "de-DE",
+                   "--output", str(metrics_file), "--bootstrap", "0"])
+    m = json.loads(metrics_file.read_text())["metrics"]
+    assert set(m["per_locale"]) == {"ja-JP", "de-DE"} and 0 <= m["semer"]
+
+
+def expect_error(capsys, main, argv, message):
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_bad_inputs(teacher_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "never"
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"partition": "train"}\n{oops\n')
+    cases = [
+        (ft_args(teacher_dir, data_dir, out, "ner"), "unknown --task 'ner'"),
+        (ft_args(empty, data_dir, out, "dc"), "not a model folder (no config.json)"),
+        (ft_args(teacher_dir, data_dir, out, "icner", "--domain", "cooking_xyz"), "--domain cooking_xyz: no train utterances"),
+        (ft_args(teacher_dir, data_dir, out, "dc", locales=("xx-XX",)), "no file for locale"),
+        (["--task", "dc", "--model", str(teacher_dir), "--data", str(bad), "--output-dir", str(out)],
+         "bad.jsonl:1: missing field"),
+    ]
+    for argv, message in cases:
+        expect_error(capsys, finetune.main, argv, message)
+        assert not out.exists() and not (tmp_path / "never.partial").exists()
+    expect_error(capsys, evaluate.main, ["--model", str(teacher_dir), "--data", str(data_dir / "massive")],
+                 "not a finetuned DC/ICNER model")
+
+
+def test_evaluating_with_the_wrong_task_fails(teacher_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "dc"
+    finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--max-steps", "2"))
+    capsys.readouterr()
+    expect_error(capsys, evaluate.main, ["--model", str(out), "--data", str(data_dir / "massive"), "--task", "icner"],
+                 "is a dc model, not icner")
