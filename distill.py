@@ -24,7 +24,7 @@ from common.distributed import setup, teardown
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.massive import load_massive
-from common.models import build_student, load_teacher, load_tokenizer, student_config, student_shape
+from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, timed, versions,
                         write_json_atomic)
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
@@ -157,9 +157,9 @@ def distill(args, ctx):
         if args.alpha_kl and not teacher_has_mlm_head:
             raise UsageError(f"--alpha-kl needs a teacher with an MLM head; {args.teacher} has none "
                              "(use the hidden-state losses, or adapt it first with finetune.py --task mlm)")
-        if args.max_seq_length > teacher.config.max_position_embeddings:
+        if args.max_seq_length > max_positions(teacher.config):
             raise UsageError(f"--max-seq-length {args.max_seq_length} exceeds the teacher's "
-                             f"{teacher.config.max_position_embeddings} positions")
+                             f"{max_positions(teacher.config)} positions")
         config = student_config(teacher.config, args.student_layers, args.student_hidden, args.student_heads,
                                 args.student_intermediate)
         if len(tokenizer) > config.vocab_size:

@@ -34,7 +34,7 @@ def parse_args(argv):
     p.add_argument("--task", required=True, help="dc, icner (or mlm: masked-LM training)")
     p.add_argument("--model", required=True, help="encoder folder or hub name (a student, a teacher, ...)")
     p.add_argument("--tokenizer", help="default: the model's")
-    p.add_argument("--data", nargs="+", required=True, help="MASSIVE JSONL files, folders, or a hub dataset name")
+    p.add_argument("--data", nargs="+", help="MASSIVE JSONL files, folders, or a hub dataset name")
     p.add_argument("--locales", nargs="+")
     p.add_argument("--domain", help="ICNER: train on this MASSIVE scenario only (the paper's per-domain models)")
     p.add_argument("--all-domains", action="store_true", help="ICNER: one model per domain, in OUTPUT_DIR/<domain>")
@@ -52,6 +52,21 @@ def parse_args(argv):
     p.add_argument("--max-train-utterances", type=int, help="use the first N train utterances (quick runs)")
     p.add_argument("--max-dev-utterances", type=int, help="use the first N dev utterances (quick runs)")
     p.add_argument("--seed", type=int, default=42)
+    g = p.add_argument_group("--task mlm (continued masked-LM training, or pretraining from scratch)")
+    g.add_argument("--text-data", nargs="+", help="generic text (JSONL/text files, folders, hub name) to train on")
+    g.add_argument("--text-field", default="text")
+    g.add_argument("--target-ratio", type=float, default=0.5,
+                   help="share of MASSIVE tokens when both --data and --text-data are given")
+    g.add_argument("--mlm-probability", type=float, default=0.15)
+    g.add_argument("--from-scratch", action="store_true",
+                   help="random weights from --model's config (a folder, hub name or config .json)")
+    g.add_argument("--tokenizer-type", choices=["wordpiece", "unigram"],
+                   help="from scratch without --tokenizer: train one (default: wordpiece for BERT, else unigram)")
+    g.add_argument("--vocab-size", type=int, default=16000, help="size of a trained tokenizer")
+    g.add_argument("--lowercase", action="store_true", help="lowercase in a trained WordPiece tokenizer")
+    g.add_argument("--head-warmup-steps", type=int,
+                   help="when an MLM head is added, train it alone on the frozen encoder first, so "
+                        "'before' measures the encoder, not a random head (default 100)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR.partial/checkpoint")
@@ -68,6 +83,11 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     check_output_dir(Path(args.output_dir), args.overwrite, args.resume)
+    if args.task == "mlm":
+        from common.mlm_training import train_mlm  # the masked-LM loop has its own module
+        return train_mlm(args)
+    if not args.data:
+        raise UsageError(f"--task {args.task} needs --data (MASSIVE)")
     tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
     train, fingerprints = load_massive(args.data, args.locales, partitions=["train"])
     dev, _ = load_massive(args.data, args.locales, partitions=["dev"])

@@ -54,6 +54,12 @@ def load_teacher(name_or_path):
     return model, has_head
 
 
+def max_positions(config):
+    """Usable sequence length: RoBERTa-family position ids start after the padding index."""
+    offset = 2 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    return config.max_position_embeddings - offset
+
+
 def student_config(teacher_config, layers, hidden, heads, intermediate):
     """The teacher's config with the student's shape: same architecture, vocabulary, positions."""
     if hidden % heads:
