@@ -19,13 +19,14 @@ from transformers import AutoModelForSequenceClassification
 from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, load_massive
 from common.models import load_tokenizer
+from common.onnx_models import ONNX_FILE, OnnxModel
 from common.run import ArgumentParser, UsageError, run_cli, versions, write_json_atomic
 from common.tasks import load_labels, predict, score, torch_logits_fn
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--model", required=True, help="finetune.py output folder")
+    p.add_argument("--model", required=True, help="finetune.py output folder, or an export.py fp32/int8 folder")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--split", default="test", choices=PARTITIONS)
     p.add_argument("--locales", nargs="+")
@@ -54,6 +55,13 @@ class TorchModel:
         return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
 
 
+def load_one(folder):
+    """A PyTorch folder, or an exported ONNX folder (export.py's fp32/ or int8/)."""
+    if (Path(folder) / ONNX_FILE).is_file():
+        return OnnxModel(folder)
+    return TorchModel(folder)
+
+
 def load_model(folder):
     """One model, or {domain: model} for a per-domain ICNER folder."""
     folder = Path(folder)
@@ -61,8 +69,8 @@ def load_model(folder):
         raise UsageError(f"--model {folder}: no such folder")
     run = folder / "run.json"
     if run.is_file() and json.loads(run.read_text()).get("per_domain"):
-        return "icner", {d.name: TorchModel(d) for d in sorted(folder.iterdir()) if (d / "labels.json").is_file()}
-    model = TorchModel(folder)
+        return "icner", {d.name: load_one(d) for d in sorted(folder.iterdir()) if (d / "labels.json").is_file()}
+    model = load_one(folder)
     return model.task, model
 
 

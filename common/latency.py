@@ -1,0 +1,71 @@
+"""Latency benchmark of PyTorch and ONNX models, each in its own process so that peak memory is
+its own. A service pays for tokenisation too, so every timed call tokenises its utterances."""
+import multiprocessing
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def size_on_disk_mb(folder):
+    files = [f for f in Path(folder).iterdir() if f.suffix in (".onnx", ".safetensors", ".bin")]
+    return round(sum(f.stat().st_size for f in files) / 2 ** 20, 2)
+
+
+def _load(kind, folder, threads):
+    """A callable texts -> outputs for one model kind."""
+    import torch
+    torch.set_num_threads(threads)
+    if kind == "onnx":
+        from common.onnx_models import OnnxModel
+        model = OnnxModel(folder, threads)
+        tok = model.tokenizer
+
+        def run(texts):
+            enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+            return model.logits_fn(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
+        return run
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from common.joint_model import JointIntentSlotModel
+    from common.tasks import LABELS_FILE, load_labels
+    if (Path(folder) / LABELS_FILE).is_file():
+        cls = AutoModelForSequenceClassification if load_labels(folder)["task"] == "dc" else JointIntentSlotModel
+    else:  # a bare encoder (e.g. the teacher before finetuning): the same encoder compute
+        cls = AutoModel
+    model = cls.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+
+    def run(texts):
+        enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    return run
+
+
+def _measure(kind, folder, texts, batch_size, threads, warmup, queue):
+    run = _load(kind, folder, threads)
+    batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
+    for batch in batches[:warmup]:
+        run(batch)
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - start)
+    queue.put((times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def benchmark(kind, folder, texts, batch_size, threads, warmup=10):
+    """p50/p95/p99 latency (ms), throughput (utterances/s), peak memory (MB) of one model."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(kind, str(folder), list(texts), batch_size, threads, warmup, queue))
+    proc.start()
+    times, peak_mb = queue.get()
+    proc.join()
+    ms = np.array(times) * 1000
+    return {"batch_size": batch_size, "calls": len(times), "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p95_ms": round(float(np.percentile(ms, 95)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1), "peak_memory_mb": round(peak_mb, 1)}

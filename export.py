@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Export a finetuned DC or ICNER model to ONNX (fp32 and int8), check parity, benchmark latency.
+
+    python export.py --model out/s03_dc --output-dir out/s03_dc_onnx \
+        --data ../shared/data/massive-1.1 --locales en-US --benchmark --teacher out/teacher_dc
+
+OUTPUT_DIR/fp32 and OUTPUT_DIR/int8 each hold model.onnx, the tokenizer, labels.json and the
+config; parity.json, latency.json and run.json sit beside them. A failed parity check exits 1
+with the figures (the folders are kept, to look into).
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.massive import load_massive
+from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
+from common.run import ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, versions, write_json_atomic
+from common.tasks import headline, load_labels, score, torch_logits_fn
+
+MAX_ABS_DIFF = 1e-4
+MIN_AGREEMENT = 0.99
+
+
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--model", required=True, help="finetune.py output folder (DC or ICNER)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--optimize", action="store_true", help="fuse the graph with onnxruntime's transformer optimiser")
+    p.add_argument("--no-quantize", action="store_true", help="fp32 only")
+    p.add_argument("--isa", choices=("auto",) + ISAS, default="auto", help="int8 kernel target (auto: this CPU)")
+    p.add_argument("--per-channel", action="store_true", help="per-channel weight quantisation")
+    p.add_argument("--data", nargs="+", help="MASSIVE data for the parity check (dev) and benchmark (test)")
+    p.add_argument("--locales", nargs="+")
+    p.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    p.add_argument("--parity-utterances", type=int, help="dev utterances for logit parity (default: all)")
+    p.add_argument("--benchmark", action="store_true", help="latency table: teacher, student, ONNX fp32, ONNX int8")
+    p.add_argument("--teacher", help="PyTorch teacher for the benchmark (finetuned folder or encoder)")
+    p.add_argument("--benchmark-utterances", type=int, default=300, help="test utterances timed at batch 1")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-seq-length", type=int, default=64)
+    args = p.parse_args(argv)
+    if not args.no_parity and not args.data:
+        p.error("the parity check needs --data (MASSIVE with a dev partition), or pass --no-parity")
+    if args.benchmark and not args.data:
+        p.error("--benchmark needs --data (MASSIVE test utterances)")
+    return args
+
+
+def logits_batches(logits_fn, tokenizer, texts, max_length, batch_size=32):
+    """Yield (attention mask, {output: logits}) for batches of texts."""
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="np")
+        mask = enc["attention_mask"].astype(np.int64)
+        yield mask, logits_fn(enc["input_ids"].astype(np.int64), mask)
+
+
+def compare(reference_fn, other_fn, tokenizer, texts, max_length):
+    """Max abs logit difference (real tokens only) and prediction agreement of two models."""
+    max_diff, agree, total = 0.0, {}, {}
+    for (mask, ref), (_, other) in zip(logits_batches(reference_fn, tokenizer, texts, max_length),
+                                        logits_batches(other_fn, tokenizer, texts, max_length)):
+        for name, a in ref.items():
+            b = other[name]
+            keep = mask.astype(bool) if a.ndim == 3 else np.ones(a.shape[0], bool)
+            max_diff = max(max_diff, float(np.abs(a - b)[keep].max()))
+            same = a.argmax(-1) == b.argmax(-1)
+            agree[name] = agree.get(name, 0) + int(same[keep].sum())
+            total[name] = total.get(name, 0) + int(keep.sum())
+    return max_diff, {name: agree[name] / total[name] for name in agree}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    output_dir, work = Path(args.output_dir), partial_dir(args.output_dir)
+    check_output_dir(output_dir, args.overwrite, resume=False)
+    if not Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model}: no such folder")
+    labels = load_labels(args.model)  # fails on a folder that is not a finetuned model
+    isa = None if args.no_quantize else check_isa(args.isa)
+    dev = test = None
+    if args.data:
+        dev = load_massive(args.data, args.locales, ["dev"])[0]
+        test = load_massive(args.data, args.locales, ["test"])[0]
+        if not dev:
+            raise UsageError(f"--data has no dev utterances for locales {args.locales or 'any'}")
+
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        model, tokenizer, _ = export_onnx(args.model, work / "fp32")
+        if args.optimize:
+            optimize_onnx(work / "fp32", model)
+        if isa:
+            quantize_onnx(work / "fp32", work / "int8", isa, args.per_channel)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    run = {"script": "export.py", "args": vars(args), "versions": versions(), "task": labels["task"], "isa": isa}
+
+    failed = []
+    if not args.no_parity:
+        parity = check_parity(args, model, tokenizer, dev, work, labels["task"])
+        write_json_atomic(work / "parity.json", parity)
+        run["parity"] = parity
+        failed = parity["failed"]
+    if args.benchmark:
+        run["latency"] = run_benchmark(args, work, test)
+        write_json_atomic(work / "latency.json", run["latency"])
+    run["timings"] = {"wall_s": round(time.time() - started, 3)}
+    write_json_atomic(work / "run.json", run)
+    publish(work, output_dir)
+    print(f"exported to {output_dir}/fp32" + (f" and {output_dir}/int8 ({isa})" if isa else ""), file=sys.stderr)
+    if failed:
+        print(f"export.py: parity check failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_parity(args, model, tokenizer, dev, work, task):
+    texts = [u.utt for u in dev][:args.parity_utterances]
+    torch_fn = torch_logits_fn(model.eval())
+    fp32 = OnnxModel(work / "fp32", args.threads)
+    diff, _ = compare(torch_fn, fp32.logits_fn, tokenizer, texts, args.max_seq_length)
+    parity = {"utterances": len(texts), "fp32_vs_torch_max_abs_diff": diff, "max_abs_diff_target": MAX_ABS_DIFF,
+              "failed": []}
+    if diff > MAX_ABS_DIFF:
+        parity["failed"].append(f"fp32 ONNX differs from PyTorch by {diff:.2e} > {MAX_ABS_DIFF:.0e}")
+    metrics = {"fp32": score(task, dev, fp32.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)}
+    if (work / "int8").exists():
+        int8 = OnnxModel(work / "int8", args.threads)
+        _, agreement = compare(fp32.logits_fn, int8.logits_fn, tokenizer, texts, args.max_seq_length)
+        parity["int8_vs_fp32_agreement"] = agreement
+        parity["agreement_target"] = MIN_AGREEMENT
+        for name, share in agreement.items():
+            if share < MIN_AGREEMENT:
+                parity["failed"].append(f"int8 agrees with fp32 on {100 * share:.2f}% of {name} < {100 * MIN_AGREEMENT:.0f}%")
+        metrics["int8"] = score(task, dev, int8.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)
+        parity["dev_headline_drop_points"] = round(100 * (headline(task, metrics["fp32"]) - headline(task, metrics["int8"])), 3)
+    parity["dev_metrics"] = {k: {m: v for m, v in d.items() if not m.startswith("per_")} for k, d in metrics.items()}
+    print(f"parity: fp32 vs PyTorch max |diff| {diff:.2e}; "
+          + (f"int8 vs fp32 agreement {parity['int8_vs_fp32_agreement']}; " if "int8_vs_fp32_agreement" in parity else "")
+          + f"dev {'accuracy' if task == 'dc' else 'exact match'}: "
+          + ", ".join(f"{k} {100 * headline(task, m):.2f}" for k, m in metrics.items()), file=sys.stderr)
+    return parity
+
+
+def run_benchmark(args, work, test):
+    from common.latency import benchmark, size_on_disk_mb
+    texts = [u.utt for u in test][:args.benchmark_utterances]
+    texts32 = [u.utt for u in test][:max(32 * 10, args.benchmark_utterances)]
+    models = []
+    if args.teacher:
+        models.append(("PyTorch fp32 teacher", "torch", args.teacher))
+    models += [("PyTorch fp32 student", "torch", args.model), ("ONNX fp32 student", "onnx", work / "fp32")]
+    if (work / "int8").exists():
+        models.append(("ONNX int8 student", "onnx", work / "int8"))
+    rows = []
+    for name, kind, folder in models:
+        print(f"benchmarking {name} ...", file=sys.stderr)
+        rows.append({"model": name, "folder": str(folder), "size_mb": size_on_disk_mb(folder),
+                     "batch_1": benchmark(kind, folder, texts, 1, args.threads),
+                     "batch_32": benchmark(kind, folder, texts32, 32, args.threads)})
+    base = rows[0]["batch_1"]["p50_ms"]
+    for row in rows:
+        row["speedup_p50_batch_1"] = round(base / row["batch_1"]["p50_ms"], 2)
+    print(f"\nlatency, {args.threads} threads, tokenisation included (ms; throughput in utterances/s):")
+    print(f"{'model':<22}{'MB':>8}{'b1 p50':>9}{'p95':>8}{'p99':>8}{'b1 /s':>8}{'b32 p50':>9}{'b32 /s':>8}{'peak MB':>9}{'x':>7}")
+    for r in rows:
+        b1, b32 = r["batch_1"], r["batch_32"]
+        print(f"{r['model']:<22}{r['size_mb']:>8.1f}{b1['p50_ms']:>9.2f}{b1['p95_ms']:>8.2f}{b1['p99_ms']:>8.2f}"
+              f"{b1['throughput_per_s']:>8.0f}{b32['p50_ms']:>9.1f}{b32['throughput_per_s']:>8.0f}"
+              f"{max(b1['peak_memory_mb'], b32['peak_memory_mb']):>9.0f}{r['speedup_p50_batch_1']:>7.1f}")
+    import os
+    return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "rows": rows}
+
+
+def _cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,107 @@
+"""export.py, ONNX evaluation and the predictor on tiny finetuned models."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import evaluate
+import export
+import finetune
+from common.onnx_models import OnnxModel, Predictor, cpu_isa
+from common.run import run_cli
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, teacher_dir, data_dir):
+    root = tmp_path_factory.mktemp("finetuned")
+    for task, steps in (("dc", "60"), ("icner", "300")):
+        finetune.main(["--task", task, "--model", str(teacher_dir), "--data", str(data_dir / "massive"),
+                       "--locales", "en-US", "ja-JP", "--output-dir", str(root / task), "--batch-size", "16",
+                       "--lr", "5e-3", "--max-steps", steps, "--eval-steps", "60"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(finetuned, data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exported")
+    for task in ("dc", "icner"):
+        assert export.main(["--model", str(finetuned / task), "--output-dir", str(root / task),
+                            "--data", str(data_dir / "massive"), "--locales", "en-US", "ja-JP"]) == 0
+    return root
+
+
+@pytest.mark.parametrize("task", ["dc", "icner"])
+def test_export_parity_and_int8(exported, task):
+    parity = json.loads((exported / task / "parity.json").read_text())
+    assert parity["failed"] == []
+    assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
+    assert min(parity["int8_vs_fp32_agreement"].values()) >= 0.99
+    assert (exported / task / "int8" / "model.onnx").stat().st_size < (exported / task / "fp32" / "model.onnx").stat().st_size
+    run = json.loads((exported / task / "run.json").read_text())
+    assert run["isa"] == cpu_isa() and run["task"] == task
+
+
+def test_dc_folders_open_with_optimum(exported, tokenizer_dir):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(exported / "dc" / "fp32")
+    enc = tok(["wake me up at five am", "play some jazz"], padding=True, return_tensors="pt")
+    for variant in ("fp32", "int8"):
+        ort_model = ORTModelForSequenceClassification.from_pretrained(exported / "dc" / variant)
+        ours = OnnxModel(exported / "dc" / variant).logits_fn(enc["input_ids"].numpy(), enc["attention_mask"].numpy())
+        np.testing.assert_allclose(ort_model(**enc).logits.numpy(), ours["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["dc", "icner"])
+def test_onnx_evaluation_equals_pytorch_evaluation(finetuned, exported, data_dir, tmp_path, task):
+    results = {}
+    for name, folder in (("torch", finetuned / task), ("onnx", exported / task / "fp32")):
+        out = tmp_path / f"{name}.json"
+        evaluate.main(["--model", str(folder), "--data", str(data_dir / "massive"), "--locales", "en-US", "ja-JP",
+                       "--output", str(out), "--bootstrap", "0"])
+        results[name] = json.loads(out.read_text())["metrics"]
+    assert results["torch"] == results["onnx"]
+
+
+def test_predictor_spans_match_the_input(exported, data_dir):
+    predictor = Predictor(exported / "icner" / "int8")
+    texts = [json.loads(line)["utt"] for line in (data_dir / "massive" / "en-US.jsonl").open()][:40]
+    texts += [json.loads(line)["utt"] for line in (data_dir / "massive" / "ja-JP.jsonl").open()][:40]
+    results = predictor(texts)
+    slots = [(text, s) for text, r in zip(texts, results) for s in r["slots"]]
+    assert any(ord(text[0]) > 0x3000 for text, _ in slots), "no slot predicted in a ja-JP utterance"
+    assert len(slots) > 20
+    for text, s in slots:
+        assert text[s["start"]:s["end"]] == s["text"] and s["text"] == s["text"].strip()
+    assert set(predictor("wake me up at five am")) == {"intent", "slots"}
+    assert set(Predictor(exported / "dc" / "int8")("wake me up")) == {"domain"}
+
+
+def expect_error(capsys, argv, message, out):
+    with pytest.raises(SystemExit) as info:
+        run_cli(export.main, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
+    out = tmp_path / "never"
+    no_tokenizer = tmp_path / "no_tokenizer"
+    shutil.copytree(finetuned / "dc", no_tokenizer)
+    for f in no_tokenizer.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            f.unlink()
+    other_isa = "arm64" if cpu_isa() != "arm64" else "avx512_vnni"
+    cases = [
+        (["--model", str(teacher_dir)], "not a finetuned DC/ICNER model"),
+        (["--model", str(tmp_path / "nowhere")], "no such folder"),
+        (["--model", str(no_tokenizer)], "no usable tokenizer"),
+        (["--model", str(finetuned / "dc"), "--isa", other_isa], f"--isa {other_isa}: this machine's CPU supports"),
+        (["--model", str(finetuned / "dc")], "the parity check needs --data"),
+    ]
+    for argv, message in cases:
+        extra = [] if "needs --data" in message else ["--no-parity"]
+        expect_error(capsys, argv + ["--output-dir", str(out)] + extra, message, out)
