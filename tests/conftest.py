@@ -90,3 +90,16 @@ def teacher_dir(tmp_path_factory, tokenizer_dir):
 def mlm_teacher_dir(tmp_path_factory, tokenizer_dir):
     """A tiny BERT with an MLM head."""
     return make_teacher(tmp_path_factory.mktemp("mlm_teacher"), tokenizer_dir, mlm_head=True)
+
+
+def expect_usage_error(capsys, main, argv, message, out=None):
+    """main(argv) must stop with exit status 2, one stderr line holding message, and no output left."""
+    from common.run import run_cli
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    if out is not None:
+        assert not out.exists() and not out.with_name(out.name + ".partial").exists()

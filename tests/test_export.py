@@ -9,7 +9,7 @@ import evaluate
 import export
 import finetune
 from common.onnx_models import OnnxModel, Predictor, cpu_isa
-from common.run import run_cli
+from conftest import expect_usage_error
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +78,6 @@ def test_predictor_spans_match_the_input(exported, data_dir):
     assert set(Predictor(exported / "dc" / "int8")("wake me up")) == {"domain"}
 
 
-def expect_error(capsys, argv, message, out):
-    with pytest.raises(SystemExit) as info:
-        run_cli(export.main, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
-
 
 def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
     out = tmp_path / "never"
@@ -104,4 +96,4 @@ def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
     ]
     for argv, message in cases:
         extra = [] if "needs --data" in message else ["--no-parity"]
-        expect_error(capsys, argv + ["--output-dir", str(out)] + extra, message, out)
+        expect_usage_error(capsys, export.main, argv + ["--output-dir", str(out)] + extra, message, out)

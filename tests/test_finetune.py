@@ -9,7 +9,7 @@ import evaluate
 import finetune
 from common.joint_model import JointIntentSlotModel
 from common.massive import load_massive
-from common.run import run_cli
+from conftest import expect_usage_error
 
 
 def ft_args(model, data_dir, out, task, *extra, locales=("en-US",)):
@@ -76,13 +76,6 @@ def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
     assert set(m["per_locale"]) == {"ja-JP", "de-DE"} and 0 <= m["semer"]
 
 
-def expect_error(capsys, main, argv, message):
-    with pytest.raises(SystemExit) as info:
-        run_cli(main, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-
 
 def test_bad_inputs(teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "never"
@@ -99,15 +92,13 @@ def test_bad_inputs(teacher_dir, data_dir, tmp_path, capsys):
          "bad.jsonl:1: missing field"),
     ]
     for argv, message in cases:
-        expect_error(capsys, finetune.main, argv, message)
-        assert not out.exists() and not (tmp_path / "never.partial").exists()
-    expect_error(capsys, evaluate.main, ["--model", str(teacher_dir), "--data", str(data_dir / "massive")],
+        expect_usage_error(capsys, finetune.main, argv, message, out)
+    expect_usage_error(capsys, evaluate.main, ["--model", str(teacher_dir), "--data", str(data_dir / "massive")],
                  "not a finetuned DC/ICNER model")
 
 
 def test_evaluating_with_the_wrong_task_fails(teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "dc"
     finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--max-steps", "2"))
-    capsys.readouterr()
-    expect_error(capsys, evaluate.main, ["--model", str(out), "--data", str(data_dir / "massive"), "--task", "icner"],
+    expect_usage_error(capsys, evaluate.main, ["--model", str(out), "--data", str(data_dir / "massive"), "--task", "icner"],
                  "is a dc model, not icner")
