@@ -44,28 +44,35 @@ def _load(kind, folder, threads):
     return run
 
 
-def _measure(kind, folder, texts, batch_size, threads, warmup, queue):
+def _measure(kind, folder, runs, threads, warmup, queue):
+    """Time every (batch size, texts) of runs in this process; report its peak memory."""
     run = _load(kind, folder, threads)
-    batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
-    for batch in batches[:warmup]:
-        run(batch)
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - start)
-    queue.put((times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    results = []
+    for batch_size, texts in runs:
+        batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
+        for batch in batches[:warmup]:
+            run(batch)
+        times = []
+        for batch in batches:
+            start = time.perf_counter()
+            run(batch)
+            times.append(time.perf_counter() - start)
+        ms = np.array(times) * 1000
+        results.append({"batch_size": batch_size, "calls": len(times),
+                        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+                        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+                        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+                        "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1)})
+    queue.put((results, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)))
 
 
-def benchmark(kind, folder, texts, batch_size, threads, warmup=10):
-    """p50/p95/p99 latency (ms), throughput (utterances/s), peak memory (MB) of one model."""
+def benchmark(kind, folder, runs, threads, warmup=10):
+    """Latency p50/p95/p99 (ms) and throughput (utterances/s) for each (batch size, texts) of
+    runs, and the peak memory (MB) of the process that served them all."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, str(folder), list(texts), batch_size, threads, warmup, queue))
+    proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup, queue))
     proc.start()
-    times, peak_mb = queue.get()
+    results, peak_mb = queue.get()
     proc.join()
-    ms = np.array(times) * 1000
-    return {"batch_size": batch_size, "calls": len(times), "p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p95_ms": round(float(np.percentile(ms, 95)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1), "peak_memory_mb": round(peak_mb, 1)}
+    return results, peak_mb

@@ -151,3 +151,22 @@ def _per_group(groups, compute):
     for i, g in enumerate(groups):
         index[g].append(i)
     return {g: compute(np.array(idx)) for g, idx in sorted(index.items())}
+
+
+# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (normal beyond).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def mean_ci(values):
+    """Mean and 95% t-interval over runs (seeds): (mean, low, high); no interval from one run."""
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    if len(values) == 0:
+        return None, None, None
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, None, None
+    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
+    half = t * float(values.std(ddof=1)) / np.sqrt(len(values))
+    return mean, mean - half, mean + half

@@ -1,0 +1,91 @@
+"""The study: CI maths, the similarity measure, aggregation, and reproduce.sh --quick end to end."""
+import csv
+import json
+import os
+import subprocess
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import aggregate
+from common.metrics import mean_ci
+from common.similarity import js_divergence, similarity, spearman
+from conftest import DATA, REPO
+
+
+def test_mean_ci_on_known_numbers():
+    mean, low, high = mean_ci([0.80, 0.82, 0.84])
+    # sd = 0.02, t(0.975, 2) = 4.303: half width 4.303 * 0.02 / sqrt(3)
+    assert mean == pytest.approx(0.82)
+    assert high - mean == pytest.approx(4.303 * 0.02 / np.sqrt(3))
+    assert mean - low == pytest.approx(high - mean)
+    assert mean_ci([0.5]) == (0.5, None, None)
+    assert mean_ci([0.7, 0.7]) == (0.7, 0.7, 0.7)
+
+
+def test_similarity_is_maximal_for_identical_corpora_and_falls_with_difference():
+    a = Counter({1: 10, 2: 5, 3: 1})
+    assert similarity(a, Counter({1: 20, 2: 10, 3: 2})) == pytest.approx(1.0)  # same distribution
+    assert similarity(a, Counter({7: 3, 8: 1})) == pytest.approx(0.0)  # disjoint
+    closer, farther = Counter({1: 10, 2: 5, 4: 1}), Counter({1: 2, 4: 10, 5: 5})
+    assert similarity(a, closer) > similarity(a, farther)
+    assert js_divergence(a, closer) == pytest.approx(js_divergence(closer, a))
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+
+
+def fake_result(root, seed, condition, dc, exact, ratio=None):
+    d = root / f"seed{seed}" / condition
+    d.mkdir(parents=True)
+    (d / "dc_test.json").write_text(json.dumps({"metrics": {"accuracy": dc, "per_domain_accuracy": {"alarm": dc}}}))
+    (d / "icner_test.json").write_text(json.dumps({"metrics": {
+        "intent_accuracy": dc, "slot_f1": exact, "semer": 1 - exact, "exact_match": exact,
+        "per_domain": {"alarm": {"exact_match": exact}}}}))
+    if ratio is not None:
+        (d / "student").mkdir()
+        (d / "student" / "run.json").write_text(json.dumps({
+            "transfer": {"target_ratio": ratio, "tokens_seen": 1000}, "timings": {"wall_s": 10.0}}))
+
+
+def test_aggregation_means_cis_and_paired_gaps(tmp_path):
+    for seed, (g, t) in enumerate([(0.80, 0.85), (0.82, 0.86), (0.84, 0.90)], start=1):
+        fake_result(tmp_path, seed, "distill_r0", g, g - 0.1, ratio=0.0)
+        fake_result(tmp_path, seed, "distill_r1", t, t - 0.1, ratio=1.0)
+    aggregate.main(["--out-root", str(tmp_path)])
+    rows = {(r["condition"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "results.csv"))}
+    r1 = rows[("distill_r1", "dc_accuracy")]
+    assert float(r1["mean"]) == pytest.approx(0.87)
+    # paired gaps 0.05, 0.04, 0.06: mean 0.05, sd 0.01
+    assert float(r1["gap_vs_generic"]) == pytest.approx(0.05)
+    assert float(r1["gap_ci_high"]) - 0.05 == pytest.approx(4.303 * 0.01 / np.sqrt(3))
+    assert rows[("distill_r0", "dc_accuracy")]["gap_vs_generic"] == ""
+    assert (tmp_path / "plots" / "metrics_vs_ratio.png").stat().st_size > 10_000
+    assert "| distill_r1 | all | dc_accuracy | 3 | 87.00 |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
+def test_reproduce_quick_end_to_end(tmp_path):
+    env = dict(os.environ, QUICK_OUT_ROOT=str(tmp_path / "study"), TARGET_DATA=str(DATA / "massive-1.1"),
+               GENERIC_DATA=str(DATA / "wikipedia-lead" / "en.jsonl"))
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = tmp_path / "study"
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    conditions = {r["condition"] for r in rows}
+    assert conditions == {"scratch", "distill_r0", "distill_r1", "adapted_r1", "teacher"}
+    assert {r["metric"] for r in rows} == {"dc_accuracy", "intent_accuracy", "slot_f1", "semer", "exact_match"}
+    assert all(0 <= float(r["mean"]) <= (10 if r["metric"] == "semer" else 1) for r in rows)  # SemER counts insertions
+    sim = json.loads((study / "similarity.json").read_text())
+    assert len(sim["domains"]) == 18 and all(0 <= d["similarity"] <= 1 for d in sim["domains"])
+    assert (study / "plots" / "metrics_vs_ratio.png").is_file() and (study / "plots" / "similarity_vs_gain.png").is_file()
+    latency = json.loads((study / "export" / "dc" / "latency.json").read_text())
+    assert [r["model"] for r in latency["rows"]] == ["PyTorch fp32 teacher", "PyTorch fp32 student",
+                                                     "ONNX fp32 student", "ONNX int8 student"]
+    parity = json.loads((study / "export" / "dc" / "parity.json").read_text())
+    assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
