@@ -14,7 +14,7 @@ from common import checkpoint
 from common.generic import load_generic
 from common.massive import load_massive
 from common.models import load_tokenizer, max_positions
-from common.pretraining import load_config, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
+from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
 from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
@@ -103,7 +103,7 @@ def train_mlm(args):
             model.train()
             for step in tqdm(range(warmup_head), desc="mlm head warm-up", file=sys.stderr):
                 masked, labels = batch(-1 - step)
-                model(input_ids=masked, labels=labels).loss.backward()
+                masked_lm_loss(model, masked, labels).backward()
                 head_opt.step()
                 head_opt.zero_grad(set_to_none=True)
             for p in model.base_model.parameters():
@@ -129,7 +129,7 @@ def train_mlm(args):
     while step < max_steps:
         torch.manual_seed(args.seed * 1_000_003 + step)
         masked, labels = batch(step)
-        loss = model(input_ids=masked, labels=labels).loss
+        loss = masked_lm_loss(model, masked, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -45,3 +45,18 @@ def test_multilingual_teacher_from_scratch_then_logit_kd(teacher_dir, data_dir, 
                   "--max-seq-length", "32", "--student-layers", "1", "--student-hidden", "16", "--student-heads", "2",
                   "--alpha-kl", "1", "--alpha-mse", "0", "--alpha-cos", "0"])
     assert json.loads((student / "run.json").read_text())["teacher"]["has_mlm_head"]
+
+
+def test_masked_positions_only_loss_equals_the_full_head():
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    from common.pretraining import masked_lm_loss
+    for model_cls, config_cls in ((BertForMaskedLM, BertConfig), (XLMRobertaForMaskedLM, XLMRobertaConfig)):
+        model = model_cls(config_cls(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32)).eval()
+        ids = torch.randint(5, 100, (2, 7))
+        labels = torch.full_like(ids, -100)
+        labels[0, 2], labels[1, 4] = ids[0, 2], ids[1, 4]
+        with torch.no_grad():
+            assert torch.allclose(masked_lm_loss(model, ids, labels), model(input_ids=ids, labels=labels).loss)
