@@ -63,7 +63,19 @@ def _measure(kind, folder, runs, threads, warmup, queue):
                         "p95_ms": round(float(np.percentile(ms, 95)), 3),
                         "p99_ms": round(float(np.percentile(ms, 99)), 3),
                         "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1)})
-    queue.put((results, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)))
+    queue.put((results, peak_memory_mb()))
+
+
+def peak_memory_mb():
+    """This process's peak resident memory. VmHWM, because ru_maxrss survives execve on Linux and
+    a spawned child would report its parent's peak."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def benchmark(kind, folder, runs, threads, warmup=10):
