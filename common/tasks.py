@@ -91,7 +91,7 @@ def predict(task, logits_fn, tokenizer, texts, labels, max_length, batch_size=64
         slot_ids = logits["slot_logits"].argmax(-1)
         for row, i in enumerate(idx):
             n = int(enc["attention_mask"][row].sum())
-            offsets = [tuple(o) for o in enc["offset_mapping"][row][:n]]
+            offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"][row][:n]]
             tags = [labels["slots"][k] for k in slot_ids[row][:n]]
             results[i] = (labels["intents"][intents[row]], spans_from_tags(offsets, tags, texts[i]))
     out.extend(results)

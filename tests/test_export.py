@@ -75,6 +75,7 @@ def test_predictor_spans_match_the_input(exported, data_dir):
     for text, s in slots:
         assert text[s["start"]:s["end"]] == s["text"] and s["text"] == s["text"].strip()
     assert set(predictor("wake me up at five am")) == {"intent", "slots"}
+    json.dumps(results)  # plain Python types: what a service returns as JSON
     assert set(Predictor(exported / "dc" / "int8")("wake me up")) == {"domain"}
 
 
