@@ -36,6 +36,8 @@ def parse_args(argv):
     p.add_argument("--data", nargs="+", help="MASSIVE data for the parity check (dev) and benchmark (test)")
     p.add_argument("--locales", nargs="+")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    p.add_argument("--max-abs-diff", type=float, default=MAX_ABS_DIFF, help="fp32 ONNX vs PyTorch logit tolerance")
+    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help="int8 vs fp32 prediction agreement")
     p.add_argument("--parity-utterances", type=int, help="dev utterances for the parity check (default: all)")
     p.add_argument("--benchmark", action="store_true", help="latency table: teacher, student, ONNX fp32, ONNX int8")
     p.add_argument("--teacher", help="PyTorch teacher for the benchmark (finetuned folder or encoder)")
@@ -128,19 +130,20 @@ def check_parity(args, model, tokenizer, dev, work, task):
     torch_fn = torch_logits_fn(model.eval())
     fp32 = OnnxModel(work / "fp32", args.threads)
     diff, _ = compare(torch_fn, fp32.logits_fn, tokenizer, texts, args.max_seq_length)
-    parity = {"utterances": len(texts), "fp32_vs_torch_max_abs_diff": diff, "max_abs_diff_target": MAX_ABS_DIFF,
+    parity = {"utterances": len(texts), "fp32_vs_torch_max_abs_diff": diff, "max_abs_diff_target": args.max_abs_diff,
               "failed": []}
-    if diff > MAX_ABS_DIFF:
-        parity["failed"].append(f"fp32 ONNX differs from PyTorch by {diff:.2e} > {MAX_ABS_DIFF:.0e}")
+    if diff > args.max_abs_diff:
+        parity["failed"].append(f"fp32 ONNX differs from PyTorch by {diff:.2e} > {args.max_abs_diff:.0e}")
     metrics = {"fp32": score(task, dev, fp32.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)}
     if (work / "int8").exists():
         int8 = OnnxModel(work / "int8", args.threads)
         _, agreement = compare(fp32.logits_fn, int8.logits_fn, tokenizer, texts, args.max_seq_length)
         parity["int8_vs_fp32_agreement"] = agreement
-        parity["agreement_target"] = MIN_AGREEMENT
+        parity["agreement_target"] = args.min_agreement
         for name, share in agreement.items():
-            if share < MIN_AGREEMENT:
-                parity["failed"].append(f"int8 agrees with fp32 on {100 * share:.2f}% of {name} < {100 * MIN_AGREEMENT:.0f}%")
+            if share < args.min_agreement:
+                parity["failed"].append(f"int8 agrees with fp32 on {100 * share:.2f}% of {name} "
+                                        f"< {100 * args.min_agreement:.1f}%")
         metrics["int8"] = score(task, dev, int8.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)
         parity["dev_headline_drop_points"] = round(100 * (headline(task, metrics["fp32"]) - headline(task, metrics["int8"])), 3)
     parity["dev_metrics"] = {k: {m: v for m, v in d.items() if not m.startswith("per_")} for k, d in metrics.items()}

@@ -9,16 +9,25 @@ import evaluate
 import export
 import finetune
 from common.onnx_models import OnnxModel, Predictor, cpu_isa
-from conftest import expect_usage_error
+from conftest import expect_usage_error, make_teacher
+
+
+# Tiny models have near-tied logits and the dev subset has 152 utterances (one flip = 0.66%), so
+# int8 agreement of a tiny model moves around 99% from run to run; real students agree >= 99.7%
+# (README). The tests hold tiny models to 95%, and check separately that a miss exits 1.
+TINY_AGREEMENT = 0.95
 
 
 @pytest.fixture(scope="module")
-def finetuned(tmp_path_factory, teacher_dir, data_dir):
+def finetuned(tmp_path_factory, tokenizer_dir, data_dir):
+    """Tiny DC and ICNER models. 64 wide rather than 32: int8 rounding flips the predictions of
+    32-wide models with near-tied logits often enough to make a 99% agreement check a coin toss."""
     root = tmp_path_factory.mktemp("finetuned")
-    for task, steps in (("dc", "60"), ("icner", "300")):
-        finetune.main(["--task", task, "--model", str(teacher_dir), "--data", str(data_dir / "massive"),
+    teacher = make_teacher(root / "teacher64", tokenizer_dir, mlm_head=False, hidden=64, intermediate=128)
+    for task, steps in (("dc", "150"), ("icner", "500")):
+        finetune.main(["--task", task, "--model", str(teacher), "--data", str(data_dir / "massive"),
                        "--locales", "en-US", "ja-JP", "--output-dir", str(root / task), "--batch-size", "16",
-                       "--lr", "5e-3", "--max-steps", steps, "--eval-steps", "60"])
+                       "--lr", "3e-3", "--max-steps", steps, "--eval-steps", "50"])
     return root
 
 
@@ -27,7 +36,8 @@ def exported(finetuned, data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("exported")
     for task in ("dc", "icner"):
         assert export.main(["--model", str(finetuned / task), "--output-dir", str(root / task),
-                            "--data", str(data_dir / "massive"), "--locales", "en-US", "ja-JP"]) == 0
+                            "--data", str(data_dir / "massive"), "--locales", "en-US", "ja-JP",
+                            "--per-channel", "--min-agreement", str(TINY_AGREEMENT)]) == 0
     return root
 
 
@@ -36,10 +46,18 @@ def test_export_parity_and_int8(exported, task):
     parity = json.loads((exported / task / "parity.json").read_text())
     assert parity["failed"] == []
     assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
-    assert min(parity["int8_vs_fp32_agreement"].values()) >= 0.99
+    assert min(parity["int8_vs_fp32_agreement"].values()) >= TINY_AGREEMENT
     assert (exported / task / "int8" / "model.onnx").stat().st_size < (exported / task / "fp32" / "model.onnx").stat().st_size
     run = json.loads((exported / task / "run.json").read_text())
     assert run["isa"] == cpu_isa() and run["task"] == task
+
+
+def test_failed_parity_exits_1_with_the_figures(finetuned, data_dir, tmp_path, capsys):
+    out = tmp_path / "strict"
+    assert export.main(["--model", str(finetuned / "dc"), "--output-dir", str(out), "--data", str(data_dir / "massive"),
+                        "--locales", "en-US", "--min-agreement", "1.01"]) == 1
+    assert "parity check failed: int8 agrees with fp32 on" in capsys.readouterr().err
+    assert json.loads((out / "parity.json").read_text())["failed"]
 
 
 def test_dc_folders_open_with_optimum(exported, tokenizer_dir):
