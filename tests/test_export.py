@@ -106,10 +106,17 @@ def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
         if "token" in f.name or f.name == "vocab.txt":
             f.unlink()
     other_isa = "arm64" if cpu_isa() != "arm64" else "avx512_vnni"
+    from transformers import CanineConfig, CanineForSequenceClassification, CanineTokenizer
+    canine = tmp_path / "canine"  # an architecture optimum has no ONNX config for
+    CanineForSequenceClassification(CanineConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                 intermediate_size=64, num_labels=2)).save_pretrained(canine)
+    CanineTokenizer().save_pretrained(canine)
+    (canine / "labels.json").write_text(json.dumps({"task": "dc", "domains": ["a", "b"]}))
     cases = [
         (["--model", str(teacher_dir)], "not a finetuned DC/ICNER model"),
         (["--model", str(tmp_path / "nowhere")], "no such folder"),
         (["--model", str(no_tokenizer)], "no usable tokenizer"),
+        (["--model", str(canine)], "optimum cannot export CanineForSequenceClassification"),
         (["--model", str(finetuned / "dc"), "--isa", other_isa], f"--isa {other_isa}: this machine's CPU supports"),
         (["--model", str(finetuned / "dc")], "the parity check needs --data"),
     ]
