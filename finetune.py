@@ -26,6 +26,7 @@ from common.massive import load_massive
 from common.models import load_tokenizer
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, timed,
                         versions, write_json_atomic)
+from common.training import optimizer_step
 from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 
 
@@ -200,11 +201,7 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
             else:
                 loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              intent_labels=batch["labels"], slot_labels=batch["slot_labels"]).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(loss, model, optimizer, scheduler)
             step += 1
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.4f}", best=f"{max(best, 0):.4f}")

@@ -16,6 +16,7 @@ from common.massive import load_massive
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
 from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
+from common.training import optimizer_step
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
 
@@ -130,11 +131,7 @@ def train_mlm(args):
         torch.manual_seed(args.seed * 1_000_003 + step)
         masked, labels = batch(step)
         loss = masked_lm_loss(model, masked, labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(loss, model, optimizer, scheduler)
         step += 1
         progress.update(1)
         progress.set_postfix(loss=f"{loss.item():.4f}")
