@@ -10,6 +10,7 @@ lives in OUTPUT_DIR.partial, whose checkpoint `--resume` continues from.
 """
 import argparse
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -225,7 +226,6 @@ def distill(args, ctx):
             print(f"resuming from step {step} of {max_steps}", file=sys.stderr)
     elif ctx.is_main:
         if work_dir.exists():
-            import shutil
             shutil.rmtree(work_dir)
         work_dir.mkdir()
     ctx.barrier()
@@ -278,7 +278,6 @@ def distill(args, ctx):
         window_loss += step_loss
         window_steps += 1
 
-        elapsed = train_seconds + time.perf_counter() - loop_start
         tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
         if step % args.log_steps == 0 or step == max_steps:
             mean_loss = ctx.all_reduce_sum(window_loss / window_steps) / ctx.world_size

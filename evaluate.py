@@ -9,7 +9,6 @@ bootstrap confidence intervals for the headline numbers. A folder of per-domain 
 (finetune.py --all-domains) is evaluated with each utterance sent to its domain's model.
 """
 import json
-import sys
 import time
 from pathlib import Path
 

@@ -8,7 +8,8 @@ OUTPUT_DIR/fp32 and OUTPUT_DIR/int8 each hold model.onnx, the tokenizer, labels.
 config; parity.json, latency.json and run.json sit beside them. A failed parity check exits 1
 with the figures (the folders are kept, to look into).
 """
-import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -92,7 +93,6 @@ def main(argv=None):
         if not dev:
             raise UsageError(f"--data has no dev utterances for locales {args.locales or 'any'}")
 
-    import shutil
     shutil.rmtree(work, ignore_errors=True)
     try:
         model, tokenizer, _ = export_onnx(args.model, work / "fp32")
@@ -180,7 +180,6 @@ def run_benchmark(args, work, test):
         print(f"{r['model']:<22}{r['size_mb']:>8.1f}{b1['p50_ms']:>9.2f}{b1['p95_ms']:>8.2f}{b1['p99_ms']:>8.2f}"
               f"{b1['throughput_per_s']:>8.0f}{b32['p50_ms']:>9.1f}{b32['throughput_per_s']:>8.0f}"
               f"{r['peak_memory_mb']:>9.0f}{r['speedup_p50_batch_1']:>7.1f}")
-    import os
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
             "cpu": _cpu_name(), "cores": os.cpu_count(), "rows": rows}
 

@@ -9,6 +9,7 @@ Trains on the train partition, picks the best checkpoint on dev (early stopping)
 test (that is evaluate.py's). The output folder opens with from_pretrained and holds the
 tokenizer, labels.json and run.json.
 """
+import json
 import math
 import shutil
 import sys
@@ -24,7 +25,7 @@ from common import checkpoint
 from common.joint_model import JointIntentSlotModel
 from common.massive import load_massive
 from common.models import load_tokenizer
-from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, timed,
+from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli,
                         versions, write_json_atomic)
 from common.training import optimizer_step
 from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
@@ -126,7 +127,6 @@ def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
             summary[domain] = finetune(args, tokenizer, by_domain(train, domain, "train"),
                                        by_domain(dev, domain, "dev"), fingerprints, target)
         else:
-            import json
             summary[domain] = json.loads((target / "run.json").read_text())["dev_metrics"]
     write_json_atomic(work_dir / "run.json", {"script": "finetune.py", "task": "icner", "per_domain": True,
                                               "args": vars(args), "versions": versions(),
@@ -212,7 +212,6 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
                 if value > best:
                     best, best_step, stale = value, step, 0
                     model.save_pretrained(work_dir)  # the best model so far is the output
-                    dev_metrics = metrics
                     write_json_atomic(work_dir / "dev_metrics.json", metrics)
                 else:
                     stale += 1
@@ -224,7 +223,6 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
                 break
     progress.close()
     timings["train_s"] = round(time.perf_counter() - loop_start, 3)
-    import json
     dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
     tokenizer.save_pretrained(work_dir)
     save_labels(work_dir, labels)

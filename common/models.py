@@ -1,11 +1,10 @@
 """Loading teachers and tokenizers, building and initialising students."""
 import copy
-import logging
 import re
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from common.massive import looks_like_local_path
 from common.run import UsageError

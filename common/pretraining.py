@@ -1,7 +1,6 @@
 """Masked-LM training helpers: models with an MLM head (added when missing or built from a
 config), tokenizers trained with `tokenizers`, and a fixed-mask dev loss for before/after."""
 import json
-import logging
 import math
 from pathlib import Path
 

@@ -74,7 +74,6 @@ def collate(features, pad_id):
 
 def predict(task, logits_fn, tokenizer, texts, labels, max_length, batch_size=64):
     """DC: a domain per text. ICNER: (intent, slots as character spans) per text."""
-    out = []
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
     results = [None] * len(texts)
     for start in range(0, len(order), batch_size):
@@ -94,8 +93,7 @@ def predict(task, logits_fn, tokenizer, texts, labels, max_length, batch_size=64
             offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"][row][:n]]
             tags = [labels["slots"][k] for k in slot_ids[row][:n]]
             results[i] = (labels["intents"][intents[row]], spans_from_tags(offsets, tags, texts[i]))
-    out.extend(results)
-    return out
+    return results
 
 
 def torch_logits_fn(model, device="cpu"):

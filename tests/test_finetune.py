@@ -2,7 +2,6 @@
 import json
 from collections import Counter
 
-import pytest
 import torch
 
 import evaluate
