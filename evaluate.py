@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from common.joint_model import JointIntentSlotModel
-from common.massive import PARTITIONS, load_massive
+from common.massive import PARTITIONS, load_massive, sample
 from common.models import load_tokenizer
 from common.onnx_models import ONNX_FILE, OnnxModel
 from common.run import ArgumentParser, UsageError, run_cli, versions, write_json_atomic
@@ -31,7 +31,7 @@ def parse_args(argv):
     p.add_argument("--locales", nargs="+")
     p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
     p.add_argument("--output", help="metrics JSON file")
-    p.add_argument("--max-utterances", type=int, help="evaluate the first N utterances only (quick runs)")
+    p.add_argument("--max-utterances", type=int, help="evaluate a fixed random sample of N utterances (quick runs)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-seq-length", type=int, default=64)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
@@ -84,7 +84,7 @@ def main(argv=None):
     utterances, fingerprints = load_massive(args.data, args.locales, partitions=[args.split])
     if not utterances:
         raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
-    utterances = utterances[:args.max_utterances]
+    utterances = sample(utterances, args.max_utterances)
     start = time.perf_counter()
     if isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
         predictions = [None] * len(utterances)

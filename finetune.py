@@ -23,7 +23,7 @@ from transformers import AutoModelForSequenceClassification, get_scheduler
 
 from common import checkpoint
 from common.joint_model import JointIntentSlotModel
-from common.massive import load_massive
+from common.massive import load_massive, sample
 from common.models import load_tokenizer
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli,
                         versions, write_json_atomic)
@@ -51,8 +51,8 @@ def parse_args(argv):
     p.add_argument("--slot-loss-coef", type=float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
     p.add_argument("--eval-steps", type=int, help="evaluate on dev every N steps (default: every epoch)")
     p.add_argument("--patience", type=int, default=3, help="stop after N evaluations without dev improvement")
-    p.add_argument("--max-train-utterances", type=int, help="use the first N train utterances (quick runs)")
-    p.add_argument("--max-dev-utterances", type=int, help="use the first N dev utterances (quick runs)")
+    p.add_argument("--max-train-utterances", type=int, help="a fixed random sample of N train utterances (quick or budgeted runs)")
+    p.add_argument("--max-dev-utterances", type=int, help="a fixed random sample of N dev utterances")
     p.add_argument("--seed", type=int, default=42)
     g = p.add_argument_group("--task mlm (continued masked-LM training, or pretraining from scratch)")
     g.add_argument("--text-data", nargs="+", help="generic text (JSONL/text files, folders, hub name) to train on")
@@ -153,10 +153,7 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
     """Train one model; returns its best dev metrics."""
     started, timings = time.time(), {}
     work_dir = partial_dir(output_dir)
-    if args.max_train_utterances:
-        train = train[:args.max_train_utterances]
-    if args.max_dev_utterances:
-        dev = dev[:args.max_dev_utterances]
+    train, dev = sample(train, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     labels = build_labels(args.task, train)
     torch.manual_seed(args.seed)
     model = build_model(args, labels)

@@ -3,6 +3,7 @@
 Slots are kept as character offsets into `utt`, never as word indices: ja-JP `utt` has no
 spaces while its `annot_utt` adds spaces around the brackets, so only characters line up.
 """
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,16 @@ def load_massive(sources, locales=None, partitions=PARTITIONS):
             fingerprints.append(fingerprint)
             utterances.extend(rows)
     return utterances, fingerprints
+
+
+def sample(items, n, seed=0):
+    """A fixed random sample of n items, kept in their original order. The same for every run, so
+    all conditions of a study see the same utterances, and spread over every locale and domain
+    (the first n would be one locale's first domains)."""
+    if not n or n >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
 
 
 def _load_hub_massive(name, locales, partitions):

@@ -12,7 +12,7 @@ from transformers import AutoModelForMaskedLM, get_scheduler
 
 from common import checkpoint
 from common.generic import load_generic
-from common.massive import load_massive
+from common.massive import load_massive, sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
 from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
@@ -38,10 +38,7 @@ def load_texts(args):
         if not args.data:  # hold out 1% of the documents (at least 50) as dev
             held = max(50, len(generic) // 100)
             generic, dev = generic[:-held], generic[-held:]
-    if args.max_train_utterances:
-        target = target[:args.max_train_utterances]
-    if args.max_dev_utterances:
-        dev = dev[:args.max_dev_utterances]
+    target, dev = sample(target, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     return target, generic, dev, fingerprints
 
 

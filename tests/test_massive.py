@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from common.massive import Slot, load_massive, parse_annot_utt
+from common.massive import Slot, load_massive, parse_annot_utt, sample
 from common.run import UsageError
 from conftest import MASSIVE, write_jsonl
 
@@ -101,3 +101,11 @@ def test_errors_name_file_and_line(tmp_path):
         load_massive(tmp_path, locales=["xx-XX"])
     with pytest.raises(UsageError, match="no such file"):
         load_massive(str(tmp_path / "not_there"))
+
+
+def test_sample_is_fixed_ordered_and_spread_over_the_whole_list():
+    items = list(range(1000))
+    picked = sample(items, 100)
+    assert picked == sample(items, 100) and picked == sorted(picked) and len(set(picked)) == 100
+    assert max(picked) > 900  # not the first 100: every locale file gets its share
+    assert sample(items, None) == items and sample(items, 5000) == items
