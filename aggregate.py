@@ -5,7 +5,8 @@ budgets and wall times, and a plot of every metric against the target ratio.
     python aggregate.py --out-root out/study
 
 Reads OUT_ROOT/seed*/<condition>/{dc_test.json, icner_test.json, student/run.json, dc/run.json,
-icner/run.json}; writes OUT_ROOT/results.csv, results.md and plots/metrics_vs_ratio.png.
+icner/run.json}; writes OUT_ROOT/results.csv, results.md (at-a-glance tables, the paper's findings
+with verdicts read off paired CIs, every row), findings.csv and plots/metrics_vs_ratio.png.
 """
 import csv
 import json
@@ -24,6 +25,14 @@ METRICS = [("dc_accuracy", "dc_test.json", "accuracy", True),
            ("semer", "icner_test.json", "semer", False),
            ("exact_match", "icner_test.json", "exact_match", True)]
 BASELINE = "distill_r0"  # generic only
+# The paper's findings as paired comparisons (better, worse, claim): per seed, the difference of
+# the two conditions (sign flipped for SemER, so positive always means 'better' holds).
+FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats training from scratch"),
+            ("distill_r0.3", "distill_r0", "7:3 generic:target beats generic only"),
+            ("distill_r1", "distill_r0.3", "target only beats 7:3 generic:target"),
+            ("distill_r1", "distill_r0", "target only beats generic only"),
+            ("adapted_r1", "distill_r1", "an adapted teacher helps (target-only transfer set)"),
+            ("adapted_r0", "distill_r0", "an adapted teacher helps (generic-only transfer set)")]
 
 
 def condition_order(name):
@@ -98,11 +107,69 @@ def summarise(runs):
     return rows
 
 
+def findings(runs, locale="all"):
+    """One row per (finding, metric) whose two conditions both ran: the mean paired difference
+    over seeds, its 95% CI and a verdict read off the CI."""
+    rows = []
+    for better, worse, claim in FINDINGS:
+        if better not in runs or worse not in runs:
+            continue
+        for name, _, _, higher in METRICS:
+            sign = 1 if higher else -1
+            diffs = [sign * (r["metrics"][(locale, name)] - runs[worse][s]["metrics"][(locale, name)])
+                     for s, r in runs[better].items()
+                     if s in runs[worse] and (locale, name) in r["metrics"] and (locale, name) in runs[worse][s]["metrics"]]
+            if not diffs:
+                continue
+            mean, low, high = mean_ci(diffs)
+            verdict = ("one seed: no CI" if low is None else "reproduced" if low > 0
+                       else "reversed" if high < 0 else "not resolved (CI spans 0)")
+            rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": locale,
+                         "seeds": len(diffs), "diff": mean, "ci_low": low, "ci_high": high, "verdict": verdict})
+    return rows
+
+
 def fmt(v, pct=True):
     return "" if v is None else f"{100 * v:.2f}" if pct else f"{v}"
 
 
-def write_markdown(rows, path):
+def write_summary(rows, finding_rows):
+    """The at-a-glance tables: conditions x metrics, then the paper's findings."""
+    lines = []
+    for locale in sorted({r["locale"] for r in rows}, key=lambda loc: (loc != "all", loc)):
+        mine = [r for r in rows if r["locale"] == locale]
+        names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in mine)]
+        lines += [f"### {'all locales' if locale == 'all' else locale}: mean [95% CI] over seeds", "",
+                  "| condition | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for cond in dict.fromkeys(r["condition"] for r in mine):
+            cells = {r["metric"]: r for r in mine if r["condition"] == cond}
+            seeds = max(r["seeds"] for r in cells.values())
+            lines.append(f"| {cond} | {seeds} | " + " | ".join(
+                "" if n not in cells else fmt(cells[n]["mean"]) + (
+                    f" [{fmt(cells[n]['ci_low'])}, {fmt(cells[n]['ci_high'])}]" if cells[n]["ci_low"] is not None else "")
+                for n in names) + " |")
+        lines.append("")
+    mark = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
+            "one seed: no CI": ""}
+    for locale in dict.fromkeys(r["locale"] for r in finding_rows):
+        mine = [r for r in finding_rows if r["locale"] == locale]
+        names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in mine)]
+        lines += [f"### The paper's findings ({'all locales' if locale == 'all' else locale}): paired difference "
+                  "over seeds, positive = the claim holds (SemER sign flipped); 95% CI; verdict from the CI", "",
+                  "| claim | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for claim in dict.fromkeys((r["claim"], r["better"], r["worse"]) for r in mine):
+            cells = {r["metric"]: r for r in mine if (r["claim"], r["better"], r["worse"]) == claim}
+            seeds = max(r["seeds"] for r in cells.values())
+            lines.append(f"| {claim[0]} ({claim[1]} vs {claim[2]}) | {seeds} | " + " | ".join(
+                "" if n not in cells else f"{100 * cells[n]['diff']:+.2f}" + (
+                    f" [{100 * cells[n]['ci_low']:+.2f}, {100 * cells[n]['ci_high']:+.2f}]"
+                    if cells[n]["ci_low"] is not None else "") + (" " + mark[cells[n]["verdict"]]).rstrip()
+                for n in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(rows, finding_rows, path):
     lines = ["| condition | locale | metric | seeds | mean | 95% CI | gap vs generic-only (95% CI) | distil tokens | wall s (distil / dc / icner) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -112,7 +179,8 @@ def write_markdown(rows, path):
         walls = " / ".join(fmt(r[f"{s}_wall_s"], False) or "-" for s in ("student", "dc", "icner"))
         lines.append(f"| {r['condition']} | {r['locale']} | {r['metric']} | {r['seeds']} | {fmt(r['mean'])} | {ci} | "
                      f"{gap} | {r['distill_tokens'] or ''} | {walls} |")
-    path.write_text("All numbers in %, test partition; SemER: lower is better.\n\n" + "\n".join(lines) + "\n")
+    path.write_text("All numbers in %, test partition; SemER: lower is better.\n\n" + write_summary(rows, finding_rows)
+                    + "\n### Every condition, metric and locale\n\n" + "\n".join(lines) + "\n")
 
 
 def plot(rows, runs, path):
@@ -156,7 +224,15 @@ def main(argv=None):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    write_markdown(rows, out_root / "results.md")
+    locales = sorted({loc for s in runs.values() for r in s.values() for loc, _ in r["metrics"]},
+                     key=lambda loc: (loc != "all", loc))
+    finding_rows = [row for locale in (locales if len(locales) > 2 else ["all"]) for row in findings(runs, locale)]
+    if finding_rows:
+        with open(out_root / "findings.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(finding_rows[0]))
+            writer.writeheader()
+            writer.writerows(finding_rows)
+    write_markdown(rows, finding_rows, out_root / "results.md")
     plot(rows, runs, out_root / "plots" / "metrics_vs_ratio.png")
     print((out_root / "results.md").read_text())
     print(f"wrote {out_root}/results.csv, results.md, plots/metrics_vs_ratio.png", file=sys.stderr)

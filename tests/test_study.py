@@ -66,6 +66,25 @@ def test_aggregation_means_cis_and_paired_gaps(tmp_path):
     assert rows[("distill_r0", "dc_accuracy")]["gap_vs_generic"] == ""
     assert (tmp_path / "plots" / "metrics_vs_ratio.png").stat().st_size > 10_000
     assert "| distill_r1 | all | dc_accuracy | 3 | 87.00 |" in (tmp_path / "results.md").read_text()
+    findings = {(r["better"], r["worse"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "findings.csv"))}
+    target_vs_generic = findings[("distill_r1", "distill_r0", "dc_accuracy")]
+    assert float(target_vs_generic["diff"]) == pytest.approx(0.05)
+    assert target_vs_generic["verdict"] == "reproduced"  # CI 0.05 +- 0.025 excludes 0
+    # SemER = 1 - exact here, so its lower-is-better difference flips to the same +0.05
+    assert float(findings[("distill_r1", "distill_r0", "semer")]["diff"]) == pytest.approx(0.05)
+    assert not any(b == "scratch" or w == "scratch" for b, w, _ in findings)  # scratch did not run
+
+
+def test_findings_verdicts_read_off_the_ci(tmp_path):
+    # adapted beats distilled by 0.01, 0.00, -0.01 (spans 0); scratch beats generic by 0.05 +- 0.01 (reversed)
+    for seed, (d, a, s) in enumerate([(0.80, 0.81, 0.85), (0.82, 0.82, 0.86), (0.84, 0.83, 0.90)], start=1):
+        fake_result(tmp_path, seed, "distill_r0", d, 0.5, ratio=0.0)
+        fake_result(tmp_path, seed, "adapted_r0", a, 0.5, ratio=0.0)
+        fake_result(tmp_path, seed, "scratch", s, 0.5)
+    runs = aggregate.collect(tmp_path)
+    verdicts = {(r["better"], r["metric"]): r["verdict"] for r in aggregate.findings(runs)}
+    assert verdicts[("adapted_r0", "dc_accuracy")] == "not resolved (CI spans 0)"
+    assert verdicts[("distill_r0", "dc_accuracy")] == "reversed"
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
