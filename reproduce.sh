@@ -56,6 +56,8 @@ FT_LR=${FT_LR:-1e-4}
 STUDENT_FT_LR=${STUDENT_FT_LR:-3e-4}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-3}
 OUT_ROOT=${OUT_ROOT:-out/study}
+FT_MAX_TRAIN=${FT_MAX_TRAIN:-}   # N: finetune on a fixed random sample of N train utterances (all locales together)
+FT_MAX_DEV=${FT_MAX_DEV:-}       # N: select models on a fixed random sample of N dev utterances
 ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-0}   # 1: one ICNER model per domain, as in the paper (18x the runs)
 EXTRA_FT=()      # finetune.py flags for quick runs
 EXTRA_EVAL=()
@@ -96,7 +98,8 @@ finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning
       local per_domain=()
       [[ $task == icner && $ICNER_PER_DOMAIN == 1 ]] && per_domain=(--all-domains)
       python finetune.py --task $task --model "$model" "${DATA[@]}" --output-dir "$dir/$task" \
-        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${per_domain[@]}" "${EXTRA_FT[@]}"
+        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${per_domain[@]}" \
+        ${FT_MAX_TRAIN:+--max-train-utterances $FT_MAX_TRAIN} ${FT_MAX_DEV:+--max-dev-utterances $FT_MAX_DEV} "${EXTRA_FT[@]}"
     fi
     if [[ ! -f $dir/${task}_test.json ]]; then
       python evaluate.py --model "$dir/$task" "${DATA[@]}" --split test --output "$dir/${task}_test.json" \
