@@ -7,7 +7,7 @@ of target-only over generic-only distillation (the paper's third finding).
 
 similarity = 1 - Jensen-Shannon divergence of teacher-token distributions (common/similarity.py).
 gain = mean over seeds of (distill_r1 - distill_r0) on the domain's test utterances, for DC
-accuracy and ICNER exact match. Prints the Spearman correlations, writes similarity.csv and
+accuracy and ICNER exact match. Prints the Spearman correlations with permutation p-values, writes similarity.csv and
 plots/similarity_vs_gain.png under OUT_ROOT.
 """
 import csv
@@ -22,7 +22,7 @@ from common.generic import load_generic
 from common.massive import load_massive
 from common.models import load_tokenizer
 from common.run import ArgumentParser, UsageError, run_cli
-from common.similarity import similarity, spearman, token_counts
+from common.similarity import similarity, spearman, spearman_p_value, token_counts
 
 GAINS = (("dc_accuracy_gain", "dc_test.json", lambda m: m["per_domain_accuracy"]),
          ("exact_match_gain", "icner_test.json", lambda m: {d: v["exact_match"] for d, v in m["per_domain"].items()}))
@@ -73,19 +73,21 @@ def main(argv=None):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    correlations = {}
+    correlations, p_values = {}, {}
     for name, _, _ in GAINS:
         pairs = [(r["similarity"], r[name]) for r in rows if r[name] is not None]
         correlations[name] = spearman(*zip(*pairs)) if len(pairs) > 2 else float("nan")
-        print(f"Spearman(similarity, {name}) = {correlations[name]:+.3f} over {len(pairs)} domains "
-              "(negative: the less similar a domain is to the generic corpus, the more target data helps)")
-    (out_root / "similarity.json").write_text(json.dumps({"spearman": correlations, "domains": rows}, indent=2) + "\n")
-    plot(rows, correlations, out_root / "plots" / "similarity_vs_gain.png")
+        p_values[name] = spearman_p_value(*zip(*pairs), permutations=2000) if len(pairs) > 2 else float("nan")
+        print(f"Spearman(similarity, {name}) = {correlations[name]:+.3f} (permutation p = {p_values[name]:.3f}) over "
+              f"{len(pairs)} domains (negative: the less similar a domain is to the generic corpus, the more target data helps)")
+    (out_root / "similarity.json").write_text(json.dumps({"spearman": correlations, "spearman_p_value": p_values,
+                                                          "domains": rows}, indent=2) + "\n")
+    plot(rows, correlations, p_values, out_root / "plots" / "similarity_vs_gain.png")
     print(f"wrote {out_root}/similarity.csv, similarity.json, plots/similarity_vs_gain.png", file=sys.stderr)
     return 0
 
 
-def plot(rows, correlations, path):
+def plot(rows, correlations, p_values, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,7 +100,7 @@ def plot(rows, correlations, path):
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_xlabel("similarity to the generic corpus (1 - JSD)")
         ax.set_ylabel(f"{name} target-only vs generic-only (points)")
-        ax.set_title(f"Spearman {correlations[name]:+.2f}", fontsize=10)
+        ax.set_title(f"Spearman {correlations[name]:+.2f} (permutation p = {p_values[name]:.2f})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -10,7 +10,7 @@ import pytest
 
 import aggregate
 from common.metrics import mean_ci
-from common.similarity import js_divergence, similarity, spearman
+from common.similarity import js_divergence, similarity, spearman, spearman_p_value
 from conftest import DATA, REPO
 
 
@@ -37,6 +37,9 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    x = list(range(18))
+    assert spearman_p_value(x, x, permutations=500) < 0.01  # a perfect rank order is never matched by chance
+    assert spearman_p_value(x, [5, 1, 9, 3, 7, 0, 2, 8, 4, 6, 1, 9, 3, 5, 0, 7, 2, 8], permutations=500) > 0.05
 
 
 def fake_result(root, seed, condition, dc, exact, ratio=None):
