@@ -18,7 +18,9 @@ def ft_args(model, data_dir, out, task, *extra, locales=("en-US",)):
 
 def test_dc_learns_above_chance_and_evaluates(teacher_dir, data_dir, tmp_path):
     out = tmp_path / "dc"
-    finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--epochs", "12"))
+    # all 12 epochs: early stopping on 76 dev utterances can stop a tiny model on a plateau, and
+    # where it stops depends on float rounding (thread count), which made this test order-dependent
+    finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--epochs", "12", "--patience", "100"))
     run = json.loads((out / "run.json").read_text())
     dev, _ = load_massive(data_dir / "massive", ["en-US"], ["dev"])
     majority = Counter(u.scenario for u in dev).most_common(1)[0][1] / len(dev)
