@@ -235,7 +235,7 @@ def main(argv=None):
     write_markdown(rows, finding_rows, out_root / "results.md")
     plot(rows, runs, out_root / "plots" / "metrics_vs_ratio.png")
     print((out_root / "results.md").read_text())
-    print(f"wrote {out_root}/results.csv, results.md, plots/metrics_vs_ratio.png", file=sys.stderr)
+    print(f"wrote {out_root}/results.csv, results.md, findings.csv, plots/metrics_vs_ratio.png", file=sys.stderr)
     return 0
 
 
