@@ -78,12 +78,16 @@ def collect(out_root):
     return runs
 
 
-def summarise(runs):
-    rows = []
+def locales_of(runs):
+    """"all" first, then each locale; just "all" when there is one locale (its rows would repeat it)."""
     locales = sorted({loc for seeds in runs.values() for r in seeds.values() for loc, _ in r["metrics"]},
                      key=lambda loc: (loc != "all", loc))
-    if len(locales) == 2:  # one locale: its rows would repeat "all"
-        locales = ["all"]
+    return ["all"] if len(locales) == 2 else locales
+
+
+def summarise(runs):
+    rows = []
+    locales = locales_of(runs)
     for cond in sorted(runs, key=condition_order):
         seeds = runs[cond]
         for locale in locales:
@@ -224,9 +228,7 @@ def main(argv=None):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    locales = sorted({loc for s in runs.values() for r in s.values() for loc, _ in r["metrics"]},
-                     key=lambda loc: (loc != "all", loc))
-    finding_rows = [row for locale in (locales if len(locales) > 2 else ["all"]) for row in findings(runs, locale)]
+    finding_rows = [row for locale in locales_of(runs) for row in findings(runs, locale)]
     if finding_rows:
         with open(out_root / "findings.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(finding_rows[0]))
