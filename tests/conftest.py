@@ -46,23 +46,28 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, data_dir):
-    """A WordPiece tokenizer trained here on the subsets, saved as a BertTokenizerFast."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    """A WordPiece tokenizer built here from the subsets, saved as a BertTokenizerFast.
 
-    texts = [r["utt"] for f in (data_dir / "massive").glob("*.jsonl") for r in map(json.loads, f.open())]
-    texts += [json.loads(line)["text"] for line in (data_dir / "wiki.jsonl").open()]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    The vocabulary is counted in Python, not trained with `tokenizers`' WordPieceTrainer: that
+    trainer breaks ties in a hash-map order that changes from process to process, so every test
+    session got another vocabulary, other tiny models, and knife-edge tests flipped at random.
+    Every character (and its ## continuation) is in the vocabulary, so nothing becomes [UNK].
+    """
+    from collections import Counter
+
+    from transformers import BertTokenizerFast
+    from transformers.models.bert.tokenization_bert import BasicTokenizer
+
+    files = sorted((data_dir / "massive").glob("*.jsonl"))
+    texts = [r["utt"] for f in files for r in map(json.loads, f.open(encoding="utf-8"))]
+    texts += [json.loads(line)["text"] for line in (data_dir / "wiki.jsonl").open(encoding="utf-8")]
+    words = Counter(w for t in texts for w in BasicTokenizer(do_lower_case=True).tokenize(t))
+    chars = sorted({c for w in words for c in w})
+    frequent = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:500]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + frequent
     out = tmp_path_factory.mktemp("tokenizer")
-    BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(out)
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
     return out
 
 
