@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 QUICK=0 MULTILINGUAL=0
+USER_OUT_ROOT=${OUT_ROOT:-}   # the quick and multilingual modes default elsewhere, but honour this
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
@@ -71,7 +72,7 @@ if [[ $QUICK == 1 ]]; then
   SEEDS=${QUICK_SEEDS:-1}
   RATIOS=${QUICK_RATIOS:-0 1}
   ADAPTED_RATIOS=${QUICK_ADAPTED_RATIOS:-1}
-  OUT_ROOT=${QUICK_OUT_ROOT:-out/study-quick}
+  OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-quick}}
   DISTILL_AMOUNT=(--max-steps 3)
   DISTILL_SHAPE=(--batch-size 8 --max-seq-length 64)
   EXTRA_FT=(--max-steps 8 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 16)
@@ -80,7 +81,7 @@ if [[ $QUICK == 1 ]]; then
   EXTRA_EXPORT=(--benchmark-utterances 20 --parity-utterances 100)
   EXPORT_TASKS=${QUICK_EXPORT_TASKS:-dc}
   PRETRAIN_STEPS=${QUICK_PRETRAIN_STEPS:-5}
-  [[ $MULTILINGUAL == 1 ]] && OUT_ROOT=${QUICK_OUT_ROOT:-out/study-multilingual-quick}
+  [[ $MULTILINGUAL == 1 ]] && OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-multilingual-quick}}
 fi
 
 # The teacher is the slowest model to finetune; by default its upper bound uses the first seed.

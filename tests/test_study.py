@@ -92,7 +92,7 @@ def test_findings_verdicts_read_off_the_ci(tmp_path):
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
 def test_reproduce_quick_end_to_end(tmp_path):
-    env = dict(os.environ, QUICK_OUT_ROOT=str(tmp_path / "study"), TARGET_DATA=str(DATA / "massive-1.1"),
+    env = dict(os.environ, OUT_ROOT=str(tmp_path / "study"), TARGET_DATA=str(DATA / "massive-1.1"),
                GENERIC_DATA=str(DATA / "wikipedia-lead" / "en.jsonl"))
     proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
