@@ -4,7 +4,15 @@ Every token is labelled from the character spans: B-type on the token that holds
 character, I-type on the slot's later tokens, O elsewhere; continuation sub-words inside a slot
 are labelled I, none is ignored. Word boundaries are never used, so languages written without
 spaces (ja-JP) are labelled the same way as English. Special tokens get -100 (no loss).
+
+Back from tags, a span's edges snap outwards to grapheme-cluster boundaries of the text: an
+uncased tokenizer strips accents and combining marks, so its offsets can stop before a vowel
+sign (Hindi), a harakat (Arabic) or a combining accent (NFD Latin) that belongs to the span.
 """
+import bisect
+
+import regex
+
 from common.massive import Slot
 
 OUTSIDE = "O"
@@ -52,8 +60,11 @@ def spans_from_tags(offsets, tags, text):
         else:
             current = [slot_type, start, end]
             spans.append(current)
-    out = []
+    out, bounds = [], None
     for slot_type, start, end in spans:
+        bounds = bounds or cluster_bounds(text)
+        start = bounds[bisect.bisect_right(bounds, start) - 1]  # the cluster that holds start
+        end = bounds[bisect.bisect_left(bounds, end)]  # the end of the cluster that holds end - 1
         while start < end and text[start].isspace():
             start += 1
         while end > start and text[end - 1].isspace():
@@ -61,3 +72,31 @@ def spans_from_tags(offsets, tags, text):
         if start < end:
             out.append(Slot(slot_type, start, end))
     return out
+
+
+def cluster_bounds(text):
+    """Character offsets where an extended grapheme cluster (Unicode UAX #29) starts, and len(text)."""
+    return [m.start() for m in regex.finditer(r"\X", text)] + [len(text)]
+
+
+def slot_ceiling(tokenizer, utterances, max_length):
+    """{locale: [gold slots, slots the tokenizer can represent exactly]}: each gold span goes
+    through tags and back (gold spans -> token tags -> spans), as a perfect model's would. A span
+    that does not come back (it starts or ends inside a token, e.g. inside one [UNK] covering a
+    run of kana, or lies past the window) is an error no model on this tokenizer can avoid."""
+    counts = {}
+    enc = tokenizer([u.utt for u in utterances], truncation=True, max_length=max_length, return_offsets_mapping=True)
+    for offsets, u in zip(enc["offset_mapping"], utterances):
+        recovered = set(spans_from_tags(offsets, token_tags(offsets, u.slots), u.utt))
+        gold, ok = counts.setdefault(u.locale, [0, 0])
+        counts[u.locale] = [gold + len(u.slots), ok + sum(slot in recovered for slot in u.slots)]
+    return counts
+
+
+def ceiling_report(counts):
+    """Per locale and overall: gold slots, representable slots and their share."""
+    def row(gold, ok):
+        return {"gold_slots": gold, "representable": ok, "share": round(ok / gold, 5) if gold else None}
+    report = {locale: row(*c) for locale, c in sorted(counts.items())}
+    report["all"] = row(sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()))
+    return report
