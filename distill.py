@@ -11,6 +11,7 @@ lives in OUTPUT_DIR.partial, whose checkpoint `--resume` continues from.
 import argparse
 import math
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,8 +27,9 @@ from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.massive import load_massive
 from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
-from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, timed, versions,
-                        write_json_atomic)
+from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
+                        non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
+                        timed, unit_float, versions, write_json_atomic)
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
 
 # Arguments that do not change what is computed, so they may differ when resuming.
@@ -39,10 +41,10 @@ def parse_args(argv):
     g = p.add_argument_group("models")
     g.add_argument("--teacher", required=True, help="teacher model folder or hub name")
     g.add_argument("--tokenizer", help="tokenizer folder or hub name (default: the teacher's)")
-    g.add_argument("--student-layers", type=int, default=4)
-    g.add_argument("--student-hidden", type=int, default=256)
-    g.add_argument("--student-heads", type=int, default=4)
-    g.add_argument("--student-intermediate", type=int, help="feed-forward size (default: 4 x hidden)")
+    g.add_argument("--student-layers", type=positive_int, default=4)
+    g.add_argument("--student-hidden", type=positive_int, default=256)
+    g.add_argument("--student-heads", type=positive_int, default=4)
+    g.add_argument("--student-intermediate", type=positive_int, help="feed-forward size (default: 4 x hidden)")
     g.add_argument("--student-init", choices=["auto", "teacher", "random"], default="auto",
                    help="auto: copy embeddings and every k-th teacher layer when the widths match, else random")
 
@@ -54,45 +56,43 @@ def parse_args(argv):
     g.add_argument("--streaming", action="store_true", help="stream the generic corpus instead of loading it in memory")
     g.add_argument("--target-data", nargs="+", help="MASSIVE JSONL files, folders of <locale>.jsonl, or a hub dataset name")
     g.add_argument("--locales", nargs="+", help="MASSIVE locales to use (default: all in the target data)")
-    g.add_argument("--target-ratio", type=float, required=True,
+    g.add_argument("--target-ratio", type=unit_float, required=True,
                    help="share of target tokens in the transfer set: 0 generic only, 0.3 the paper's 7:3, 1 target only")
-    g.add_argument("--max-seq-length", type=int, default=128)
+    g.add_argument("--max-seq-length", type=positive_int, default=128)
 
     g = p.add_argument_group("budget and optimisation")
-    g.add_argument("--max-steps", type=int, help="optimizer steps (give this or --max-tokens)")
-    g.add_argument("--max-tokens", type=int, help="transfer tokens to distil over; converted to steps")
-    g.add_argument("--batch-size", type=int, default=32, help="sequences per process and step")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--lr", type=float, default=5e-4)
-    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--max-steps", type=non_negative_int, help="optimizer steps (give this or --max-tokens)")
+    g.add_argument("--max-tokens", type=positive_int, help="transfer tokens to distil over; converted to steps")
+    g.add_argument("--batch-size", type=positive_int, default=32, help="sequences per process and step")
+    g.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--lr", type=positive_float, default=5e-4)
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     g.add_argument("--lr-scheduler", default="linear", help="transformers scheduler name (linear, cosine, constant_with_warmup, ...)")
-    g.add_argument("--warmup-ratio", type=float, default=0.05)
-    g.add_argument("--max-grad-norm", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--warmup-ratio", type=unit_float, default=0.05)
+    g.add_argument("--max-grad-norm", type=positive_float, default=1.0)
+    g.add_argument("--seed", type=non_negative_int, default=42)
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
 
     g = p.add_argument_group("losses (weights; 0 turns a loss off)")
-    g.add_argument("--alpha-kl", type=float, default=0.0, help="soft-target KL on MLM logits (teacher needs an MLM head)")
-    g.add_argument("--temperature", type=float, default=2.0)
-    g.add_argument("--alpha-mlm", type=float, default=0.0, help="hard masked-LM loss of the student")
-    g.add_argument("--mlm-probability", type=float, default=0.15, help="masking rate when KL or MLM is on")
-    g.add_argument("--alpha-cos", type=float, default=1.0, help="hidden-state cosine loss")
-    g.add_argument("--alpha-mse", type=float, default=1.0, help="hidden-state MSE loss (through a learned projection when widths differ)")
+    g.add_argument("--alpha-kl", type=non_negative_float, default=0.0, help="soft-target KL on MLM logits (teacher needs an MLM head)")
+    g.add_argument("--temperature", type=positive_float, default=2.0)
+    g.add_argument("--alpha-mlm", type=non_negative_float, default=0.0, help="hard masked-LM loss of the student")
+    g.add_argument("--mlm-probability", type=probability, default=0.15, help="masking rate when KL or MLM is on")
+    g.add_argument("--alpha-cos", type=non_negative_float, default=1.0, help="hidden-state cosine loss")
+    g.add_argument("--alpha-mse", type=non_negative_float, default=1.0, help="hidden-state MSE loss (through a learned projection when widths differ)")
     g.add_argument("--hidden-layers", choices=["last", "uniform"], default="last",
                    help="which hidden states to match: the last layers, or every student layer to a teacher layer")
-    g.add_argument("--alpha-attn", type=float, default=0.0, help="MiniLMv2 attention-relation loss on the last layers")
-    g.add_argument("--relation-heads", type=int, help="relation heads of the attention-relation loss (default: student heads)")
+    g.add_argument("--alpha-attn", type=non_negative_float, default=0.0, help="MiniLMv2 attention-relation loss on the last layers")
+    g.add_argument("--relation-heads", type=positive_int, help="relation heads of the attention-relation loss (default: student heads)")
 
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", required=True)
     g.add_argument("--overwrite", action="store_true", help="replace an existing output (or unfinished run)")
     g.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR.partial/checkpoint")
-    g.add_argument("--save-steps", type=int, default=200, help="checkpoint every N steps")
-    g.add_argument("--log-steps", type=int, default=10)
+    g.add_argument("--save-steps", type=positive_int, default=200, help="checkpoint every N steps")
+    g.add_argument("--log-steps", type=positive_int, default=10)
     args = p.parse_args(argv)
-    if not 0.0 <= args.target_ratio <= 1.0:
-        p.error(f"--target-ratio must be in [0, 1], got {args.target_ratio}")
     if (args.max_steps is None) == (args.max_tokens is None):
         p.error("give exactly one of --max-steps and --max-tokens")
     if args.student_intermediate is None:
@@ -244,53 +244,58 @@ def distill(args, ctx):
     model.train()
     window_loss, window_parts, window_steps = 0.0, {}, 0
     tokens_at_start, loop_start = stream.tokens[GENERIC] + stream.tokens[TARGET], time.perf_counter()
-    while step < max_steps:
-        # Seeding per step (and per rank) makes dropout and masking depend only on the step, so a
-        # resumed run draws exactly what an uninterrupted one would, in any number of processes.
-        torch.manual_seed(args.seed * 1_000_003 + step * 997 + ctx.rank)
-        mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + ctx.rank)
-        step_loss = 0.0
-        for micro in range(args.grad_accum):
-            batch, _ = stream.next_batch(global_batch)
-            input_ids = batch[ctx.rank * args.batch_size:(ctx.rank + 1) * args.batch_size]
-            attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
-            labels = None
-            if masking:
-                input_ids, labels = mask_tokens(input_ids, tokenizer, args.mlm_probability, mask_rng)
-                labels = labels.to(ctx.device)
-            input_ids, attention_mask = input_ids.to(ctx.device), attention_mask.to(ctx.device)
-            with torch.no_grad(), ctx.autocast():
-                teacher_view = teacher_adaptor(input_ids, attention_mask)
-            sync = ctx.world_size == 1 or micro == args.grad_accum - 1
-            with (train_module.no_sync() if not sync else torch.enable_grad()), ctx.autocast():
-                loss, parts = train_module(input_ids, attention_mask, teacher_view, labels)
-                scaler.scale(loss / args.grad_accum).backward()
-            step_loss += loss.item() / args.grad_accum
-            for name, value in parts.items():
-                window_parts[name] = window_parts.get(name, 0.0) + value.item() / args.grad_accum
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_loss += step_loss
-        window_steps += 1
+    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
+        while step < max_steps:
+            # Seeding per step (and per rank) makes dropout and masking depend only on the step, so a
+            # resumed run draws exactly what an uninterrupted one would, in any number of processes.
+            torch.manual_seed(args.seed * 1_000_003 + step * 997 + ctx.rank)
+            mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + ctx.rank)
+            step_loss = 0.0
+            for micro in range(args.grad_accum):
+                batch, _ = stream.next_batch(global_batch)
+                input_ids = batch[ctx.rank * args.batch_size:(ctx.rank + 1) * args.batch_size]
+                attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
+                labels = None
+                if masking:
+                    input_ids, labels = mask_tokens(input_ids, tokenizer, args.mlm_probability, mask_rng)
+                    labels = labels.to(ctx.device)
+                input_ids, attention_mask = input_ids.to(ctx.device), attention_mask.to(ctx.device)
+                with torch.no_grad(), ctx.autocast():
+                    teacher_view = teacher_adaptor(input_ids, attention_mask)
+                sync = ctx.world_size == 1 or micro == args.grad_accum - 1
+                with (train_module.no_sync() if not sync else torch.enable_grad()), ctx.autocast():
+                    loss, parts = train_module(input_ids, attention_mask, teacher_view, labels)
+                    scaler.scale(loss / args.grad_accum).backward()
+                step_loss += loss.item() / args.grad_accum
+                for name, value in parts.items():
+                    window_parts[name] = window_parts.get(name, 0.0) + value.item() / args.grad_accum
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss += step_loss
+            window_steps += 1
 
-        tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
-        if step % args.log_steps == 0 or step == max_steps:
-            mean_loss = ctx.all_reduce_sum(window_loss / window_steps) / ctx.world_size
-            loss_curve.append({"step": step, "loss": round(mean_loss, 5),
-                               **{k: round(v / window_steps, 5) for k, v in window_parts.items()}})
-            window_loss, window_parts, window_steps = 0.0, {}, 0
-            progress.set_postfix(loss=f"{mean_loss:.4f}", tok_s=f"{(tokens_seen - tokens_at_start) / max(time.perf_counter() - loop_start, 1e-9):,.0f}",
-                                 target=f"{stream.target_share or 0:.3f}")
-        progress.update(1)
-        if step % args.save_steps == 0 and step < max_steps:
-            train_seconds += time.perf_counter() - loop_start
-            tokens_at_start, loop_start = tokens_seen, time.perf_counter()
-            save_checkpoint()
+            tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
+            if step % args.log_steps == 0 or step == max_steps:
+                mean_loss = ctx.all_reduce_sum(window_loss / window_steps) / ctx.world_size
+                loss_curve.append({"step": step, "loss": round(mean_loss, 5),
+                                   **{k: round(v / window_steps, 5) for k, v in window_parts.items()}})
+                window_loss, window_parts, window_steps = 0.0, {}, 0
+                progress.set_postfix(loss=f"{mean_loss:.4f}", tok_s=f"{(tokens_seen - tokens_at_start) / max(time.perf_counter() - loop_start, 1e-9):,.0f}",
+                                     target=f"{stream.target_share or 0:.3f}")
+            progress.update(1)
+            interrupted = ctx.any(stop.signum) and step < max_steps
+            if (step % args.save_steps == 0 and step < max_steps) or interrupted:
+                train_seconds += time.perf_counter() - loop_start
+                tokens_at_start, loop_start = tokens_seen, time.perf_counter()
+                save_checkpoint()
+            if interrupted:
+                progress.close()
+                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
     progress.close()
     train_seconds += time.perf_counter() - loop_start
     timings["train_s"] = round(train_seconds, 3)

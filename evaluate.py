@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from common.bio import ceiling_report, slot_ceiling
 from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, load_massive, sample
-from common.models import load_tokenizer
+from common.models import check_max_length, load_tokenizer
 from common.onnx_models import ONNX_FILE, OnnxModel
-from common.run import ArgumentParser, UsageError, run_cli, versions, write_json_atomic
+from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
+                        versions, write_json_atomic)
 from common.tasks import load_labels, predict, score, torch_logits_fn
 
 
@@ -31,11 +33,11 @@ def parse_args(argv):
     p.add_argument("--locales", nargs="+")
     p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
     p.add_argument("--output", help="metrics JSON file")
-    p.add_argument("--max-utterances", type=int, help="evaluate a fixed random sample of N utterances (quick runs)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-seq-length", type=int, default=64)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--max-utterances", type=positive_int, help="evaluate a fixed random sample of N utterances (quick runs)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--max-seq-length", type=positive_int, default=64)
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the CIs (0: none)")
+    p.add_argument("--threads", type=positive_int)
     return p.parse_args(argv)
 
 
@@ -55,22 +57,24 @@ class TorchModel:
         return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
 
 
-def load_one(folder):
+def load_one(folder, max_length):
     """A PyTorch folder, or an exported ONNX folder (export.py's fp32/ or int8/)."""
+    check_max_length(str(folder), max_length)
     if (Path(folder) / ONNX_FILE).is_file():
         return OnnxModel(folder)
     return TorchModel(folder)
 
 
-def load_model(folder):
+def load_model(folder, max_length):
     """One model, or {domain: model} for a per-domain ICNER folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--model {folder}: no such folder")
     run = folder / "run.json"
     if run.is_file() and json.loads(run.read_text()).get("per_domain"):
-        return "icner", {d.name: load_one(d) for d in sorted(folder.iterdir()) if (d / "labels.json").is_file()}
-    model = load_one(folder)
+        return "icner", {d.name: load_one(d, max_length) for d in sorted(folder.iterdir())
+                         if (d / "labels.json").is_file()}
+    model = load_one(folder, max_length)
     return model.task, model
 
 
@@ -78,7 +82,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    task, model = load_model(args.model)
+    if args.output:
+        check_output_file(args.output)  # before the evaluation, not after it
+    task, model = load_model(args.model, args.max_seq_length)
     if args.task and args.task != task:
         raise UsageError(f"--model {args.model} is a {task} model, not {args.task}")
     utterances, fingerprints = load_massive(args.data, args.locales, partitions=[args.split])
@@ -100,6 +106,8 @@ def main(argv=None):
         predictions = model.predict([u.utt for u in utterances], args.max_seq_length, args.batch_size)
     seconds = time.perf_counter() - start
     metrics = score(task, utterances, predictions, args.bootstrap)
+    if task == "icner":
+        metrics["slot_ceiling"] = representable_slots(model, utterances, args.max_seq_length)
     print_table(task, metrics)
     if args.output:
         write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
@@ -107,6 +115,30 @@ def main(argv=None):
                                         "data": fingerprints, "versions": versions(),
                                         "predict_seconds": round(seconds, 3)})
     return 0
+
+
+def representable_slots(model, utterances, max_length):
+    """The tokenizer's ceiling (common.bio.slot_ceiling) with the tokenizer of the model that
+    sees each utterance (per-domain folders route by domain)."""
+    models = model if isinstance(model, dict) else {}
+    fallback = model if not models else next(iter(models.values()))
+    groups = {}
+    for u in utterances:
+        chosen = models.get(u.scenario, fallback)
+        groups.setdefault(id(chosen), (chosen, []))[1].append(u)
+    counts = {}
+    for chosen, group in groups.values():
+        for locale, (gold, ok) in slot_ceiling(chosen.tokenizer, group, max_length).items():
+            counts[locale] = [a + b for a, b in zip(counts.get(locale, [0, 0]), (gold, ok))]
+    return ceiling_report(counts)
+
+
+def print_ceiling(ceiling):
+    """The tokenizer's limit, so that a user sees when it cannot do a language."""
+    for locale, c in ceiling.items():
+        if c["gold_slots"] and (locale != "all" or len(ceiling) > 2):
+            print(f"  {locale}: the tokenizer represents {100 * c['share']:.2f}% of the gold slots exactly "
+                  f"({c['representable']} of {c['gold_slots']}); no model on it can do better")
 
 
 def print_table(task, m):
@@ -126,6 +158,7 @@ def print_table(task, m):
     row("slot F1", m["slot_f1"], m.get("slot_f1_ci95"))
     row("SemER", m["semer"], m.get("semer_ci95"))
     row("exact match", m["exact_match"], m.get("exact_match_ci95"))
+    print_ceiling(m["slot_ceiling"])
     if len(m.get("per_locale", {})) > 1:
         for locale, v in m["per_locale"].items():
             print(f"  {locale}: intent {100 * v['intent_accuracy']:.2f}, SemER {100 * v['semer']:.2f}, "

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from common.massive import load_massive
+from common.models import check_max_length
 from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
-from common.run import ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli, versions, write_json_atomic
+from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,
+                        positive_int, publish, run_cli, unit_float, versions, write_json_atomic)
 from common.tasks import headline, load_labels, score, torch_logits_fn
 
 MAX_ABS_DIFF = 1e-4
@@ -37,19 +39,21 @@ def parse_args(argv):
     p.add_argument("--data", nargs="+", help="MASSIVE data for the parity check (dev) and benchmark (test)")
     p.add_argument("--locales", nargs="+")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check")
-    p.add_argument("--max-abs-diff", type=float, default=MAX_ABS_DIFF, help="fp32 ONNX vs PyTorch logit tolerance")
-    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help="int8 vs fp32 prediction agreement")
-    p.add_argument("--parity-utterances", type=int, help="dev utterances for the parity check (default: all)")
+    p.add_argument("--max-abs-diff", type=positive_float, default=MAX_ABS_DIFF, help="fp32 ONNX vs PyTorch logit tolerance")
+    p.add_argument("--min-agreement", type=unit_float, default=MIN_AGREEMENT, help="int8 vs fp32 prediction agreement")
+    p.add_argument("--parity-utterances", type=positive_int, help="dev utterances for the parity check (default: all)")
     p.add_argument("--benchmark", action="store_true", help="latency table: teacher, student, ONNX fp32, ONNX int8")
     p.add_argument("--teacher", help="PyTorch teacher for the benchmark (finetuned folder or encoder)")
-    p.add_argument("--benchmark-utterances", type=int, default=300, help="test utterances timed at batch 1")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-seq-length", type=int, default=64)
+    p.add_argument("--benchmark-utterances", type=positive_int, default=300, help="test utterances timed at batch 1")
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--max-seq-length", type=positive_int, default=64)
     args = p.parse_args(argv)
     if not args.no_parity and not args.data:
         p.error("the parity check needs --data (MASSIVE with a dev partition), or pass --no-parity")
     if args.benchmark and not args.data:
         p.error("--benchmark needs --data (MASSIVE test utterances)")
+    if args.teacher and not args.benchmark:
+        p.error("--teacher is the benchmark's reference: pass --benchmark too")
     return args
 
 
@@ -85,6 +89,9 @@ def main(argv=None):
     if not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: no such folder")
     labels = load_labels(args.model)  # fails on a folder that is not a finetuned model
+    check_max_length(args.model, args.max_seq_length)
+    if args.teacher:  # the benchmark's teacher loads in a child process: check it before any work
+        check_max_length(args.teacher, args.max_seq_length, "--teacher")
     isa = None if args.no_quantize else check_isa(args.isa)
     dev = test = None
     if args.data:
@@ -95,14 +102,25 @@ def main(argv=None):
 
     shutil.rmtree(work, ignore_errors=True)
     try:
-        model, tokenizer, _ = export_onnx(args.model, work / "fp32")
-        if args.optimize:
-            optimize_onnx(work / "fp32", model)
-        if isa:
-            quantize_onnx(work / "fp32", work / "int8", isa, args.per_channel)
+        failed = export_and_check(args, work, labels, isa, dev, test, started)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
         raise
+    publish(work, output_dir)
+    print(f"exported to {output_dir}/fp32" + (f" and {output_dir}/int8 ({isa})" if isa else ""), file=sys.stderr)
+    if failed:
+        print(f"export.py: parity check failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def export_and_check(args, work, labels, isa, dev, test, started):
+    """Export, quantise, check parity, benchmark, all in `work`; returns the failed parity checks."""
+    model, tokenizer, _ = export_onnx(args.model, work / "fp32")
+    if args.optimize:
+        optimize_onnx(work / "fp32", model)
+    if isa:
+        quantize_onnx(work / "fp32", work / "int8", isa, args.per_channel)
     run = {"script": "export.py", "args": vars(args), "versions": versions(), "task": labels["task"], "isa": isa}
 
     failed = []
@@ -116,12 +134,7 @@ def main(argv=None):
         write_json_atomic(work / "latency.json", run["latency"])
     run["timings"] = {"wall_s": round(time.time() - started, 3)}
     write_json_atomic(work / "run.json", run)
-    publish(work, output_dir)
-    print(f"exported to {output_dir}/fp32" + (f" and {output_dir}/int8 ({isa})" if isa else ""), file=sys.stderr)
-    if failed:
-        print(f"export.py: parity check failed: {'; '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return failed
 
 
 def check_parity(args, model, tokenizer, dev, work, task):

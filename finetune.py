@@ -22,11 +22,13 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, get_scheduler
 
 from common import checkpoint
+from common.bio import ceiling_report, slot_ceiling
 from common.joint_model import JointIntentSlotModel
 from common.massive import load_massive, sample
-from common.models import load_tokenizer
-from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, publish, run_cli,
-                        versions, write_json_atomic)
+from common.models import check_max_length, load_tokenizer
+from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
+                        non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
+                        unit_float, versions, write_json_atomic)
 from common.training import optimizer_step
 from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 
@@ -41,35 +43,35 @@ def parse_args(argv):
     p.add_argument("--domain", help="ICNER: train on this MASSIVE scenario only (the paper's per-domain models)")
     p.add_argument("--all-domains", action="store_true", help="ICNER: one model per domain, in OUTPUT_DIR/<domain>")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--max-steps", type=int, help="overrides --epochs")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--max-seq-length", type=int, default=64)
-    p.add_argument("--slot-loss-coef", type=float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
-    p.add_argument("--eval-steps", type=int, help="evaluate on dev every N steps (default: every epoch)")
-    p.add_argument("--patience", type=int, default=3, help="stop after N evaluations without dev improvement")
-    p.add_argument("--max-train-utterances", type=int, help="a fixed random sample of N train utterances (quick or budgeted runs)")
-    p.add_argument("--max-dev-utterances", type=int, help="a fixed random sample of N dev utterances")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=positive_float, default=3.0)
+    p.add_argument("--max-steps", type=positive_int, help="overrides --epochs")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--warmup-ratio", type=unit_float, default=0.1)
+    p.add_argument("--max-seq-length", type=positive_int, default=64)
+    p.add_argument("--slot-loss-coef", type=non_negative_float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
+    p.add_argument("--eval-steps", type=positive_int, help="evaluate on dev every N steps (default: every epoch)")
+    p.add_argument("--patience", type=positive_int, default=3, help="stop after N evaluations without dev improvement")
+    p.add_argument("--max-train-utterances", type=positive_int, help="a fixed random sample of N train utterances (quick or budgeted runs)")
+    p.add_argument("--max-dev-utterances", type=positive_int, help="a fixed random sample of N dev utterances")
+    p.add_argument("--seed", type=non_negative_int, default=42)
     g = p.add_argument_group("--task mlm (continued masked-LM training, or pretraining from scratch)")
     g.add_argument("--text-data", nargs="+", help="generic text (JSONL/text files, folders, hub name) to train on")
     g.add_argument("--text-field", default="text")
-    g.add_argument("--target-ratio", type=float, default=0.5,
+    g.add_argument("--target-ratio", type=unit_float, default=0.5,
                    help="share of MASSIVE tokens when both --data and --text-data are given")
-    g.add_argument("--mlm-probability", type=float, default=0.15)
+    g.add_argument("--mlm-probability", type=probability, default=0.15)
     g.add_argument("--from-scratch", action="store_true",
                    help="random weights from --model's config (a folder, hub name or config .json)")
     g.add_argument("--tokenizer-type", choices=["wordpiece", "unigram"],
                    help="from scratch without --tokenizer: train one (default: wordpiece for BERT, else unigram)")
-    g.add_argument("--vocab-size", type=int, default=16000, help="size of a trained tokenizer")
+    g.add_argument("--vocab-size", type=positive_int, default=16000, help="size of a trained tokenizer")
     g.add_argument("--lowercase", action="store_true", help="lowercase in a trained WordPiece tokenizer")
-    g.add_argument("--head-warmup-steps", type=int,
+    g.add_argument("--head-warmup-steps", type=non_negative_int,
                    help="when an MLM head is added, train it alone on the frozen encoder first, so "
                         "'before' measures the encoder, not a random head (default 100)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR.partial/checkpoint")
     args = p.parse_args(argv)
@@ -90,6 +92,7 @@ def main(argv=None):
         return train_mlm(args)
     if not args.data:
         raise UsageError(f"--task {args.task} needs --data (MASSIVE)")
+    check_max_length(args.model, args.max_seq_length)
     tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
     train, fingerprints = load_massive(args.data, args.locales, partitions=["train"])
     dev, _ = load_massive(args.data, args.locales, partitions=["dev"])
@@ -155,6 +158,14 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
     work_dir = partial_dir(output_dir)
     train, dev = sample(train, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     labels = build_labels(args.task, train)
+    ceiling = None
+    if args.task == "icner":  # what the tokenizer lets any model get right: a language it cannot do shows here
+        ceiling = {name: ceiling_report(slot_ceiling(tokenizer, part, args.max_seq_length))
+                   for name, part in (("train", train), ("dev", dev))}
+        for locale, c in ceiling["dev"].items():
+            if locale != "all" and c["share"] is not None and c["share"] < 0.99:
+                print(f"note: the tokenizer represents only {100 * c['share']:.1f}% of the {locale} dev slots exactly",
+                      file=sys.stderr)
     torch.manual_seed(args.seed)
     model = build_model(args, labels)
     features = encode(args.task, tokenizer, train, labels, args.max_seq_length)
@@ -183,41 +194,49 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
         model.train()
         return score(args.task, dev, preds, bootstrap=0)
 
+    def save_checkpoint():
+        checkpoint.save(work_dir / "checkpoint", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(), "step": step,
+            "best": best, "best_step": best_step, "stale": stale, "history": history})
+
     progress = tqdm(total=max_steps, initial=step, desc=f"finetune {args.task}", unit="step", file=sys.stderr)
     model.train()
     loop_start = time.perf_counter()
-    while step < max_steps and stale < args.patience:
-        epoch, position = divmod(step, steps_per_epoch)
-        order = np.random.default_rng([args.seed, epoch]).permutation(len(features))
-        for start in range(position * args.batch_size, len(order), args.batch_size):
-            batch = collate([features[i] for i in order[start:start + args.batch_size]], tokenizer.pad_token_id)
-            batch["labels"] = batch["labels"].clamp(min=0)  # train labels are always known
-            if args.task == "dc":
-                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             labels=batch["labels"]).loss
-            else:
-                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             intent_labels=batch["labels"], slot_labels=batch["slot_labels"]).loss
-            optimizer_step(loss, model, optimizer, scheduler)
-            step += 1
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", best=f"{max(best, 0):.4f}")
-            if step % eval_steps == 0 or step == max_steps:
-                metrics = evaluate_dev()
-                value = headline(args.task, metrics)
-                history.append({"step": step, "loss": round(loss.item(), 5), "dev": round(value, 5)})
-                if value > best:
-                    best, best_step, stale = value, step, 0
-                    model.save_pretrained(work_dir)  # the best model so far is the output
-                    write_json_atomic(work_dir / "dev_metrics.json", metrics)
+    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
+        while step < max_steps and stale < args.patience:
+            epoch, position = divmod(step, steps_per_epoch)
+            order = np.random.default_rng([args.seed, epoch]).permutation(len(features))
+            for start in range(position * args.batch_size, len(order), args.batch_size):
+                batch = collate([features[i] for i in order[start:start + args.batch_size]], tokenizer.pad_token_id)
+                batch["labels"] = batch["labels"].clamp(min=0)  # train labels are always known
+                if args.task == "dc":
+                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 labels=batch["labels"]).loss
                 else:
-                    stale += 1
-                checkpoint.save(work_dir / "checkpoint", {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(), "step": step,
-                    "best": best, "best_step": best_step, "stale": stale, "history": history})
-            if step >= max_steps or stale >= args.patience:
-                break
+                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 intent_labels=batch["labels"], slot_labels=batch["slot_labels"]).loss
+                optimizer_step(loss, model, optimizer, scheduler)
+                step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.4f}", best=f"{max(best, 0):.4f}")
+                if step % eval_steps == 0 or step == max_steps:
+                    metrics = evaluate_dev()
+                    value = headline(args.task, metrics)
+                    history.append({"step": step, "loss": round(loss.item(), 5), "dev": round(value, 5)})
+                    if value > best:
+                        best, best_step, stale = value, step, 0
+                        model.save_pretrained(work_dir)  # the best model so far is the output
+                        write_json_atomic(work_dir / "dev_metrics.json", metrics)
+                    else:
+                        stale += 1
+                    save_checkpoint()
+                if step >= max_steps or stale >= args.patience:
+                    break
+                if stop.signum:
+                    save_checkpoint()
+                    progress.close()
+                    raise interrupted_at(stop.signum, step, work_dir)
     progress.close()
     timings["train_s"] = round(time.perf_counter() - loop_start, 3)
     dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
@@ -227,7 +246,7 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
         "script": "finetune.py", "task": args.task, "args": vars(args), "versions": versions(),
         "domain": train[0].scenario if args.domain or args.all_domains else None,
         "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
-        "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)},
+        "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)}, "slot_ceiling": ceiling,
         "steps": step, "max_steps": max_steps, "best_step": best_step, "stopped_early": stale >= args.patience,
         "dev_metrics": dev_metrics, "history": history,
         "timings": {**timings, "wall_s": round(time.time() - started, 3)}})

@@ -9,17 +9,21 @@ The same predictor is importable: `from common.onnx_models import Predictor`.
 import json
 import sys
 
+from common.models import check_max_length
 from common.onnx_models import Predictor
-from common.run import ArgumentParser, run_cli
+from common.run import ArgumentParser, positive_int, run_cli
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--max-length", type=positive_int, default=64,
+                   help="tokens per utterance; a longer one is refused, never cut (up to the model's positions)")
     p.add_argument("utterances", nargs="*", help="utterances (default: one per line on stdin)")
     args = p.parse_args(argv)
-    predictor = Predictor(args.model, args.threads)
+    check_max_length(args.model, args.max_length, length_flag="--max-length")
+    predictor = Predictor(args.model, args.threads, args.max_length)
     texts = args.utterances or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for text, result in zip(texts, predictor(texts)):
         print(json.dumps({"text": text, **result}, ensure_ascii=False))

@@ -30,6 +30,10 @@ class Context:
         if self.world_size > 1:
             dist.barrier()
 
+    def any(self, flag):
+        """True in every process when flag is true in any (a stop signal that reached one rank)."""
+        return bool(flag) if self.world_size == 1 else self.all_reduce_sum(float(bool(flag))) > 0
+
     def all_reduce_sum(self, value):
         """Sum a float over processes (returns it unchanged in one process)."""
         if self.world_size == 1:

@@ -1,11 +1,15 @@
 """Latency benchmark of PyTorch and ONNX models, each in its own process so that peak memory is
 its own. A service pays for tokenisation too, so every timed call tokenises its utterances."""
 import multiprocessing
+import queue as queue_module
 import resource
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
+
+from common.run import UsageError
 
 
 def size_on_disk_mb(folder):
@@ -45,8 +49,15 @@ def _load(kind, folder, threads):
 
 
 def _measure(kind, folder, runs, threads, warmup, queue):
-    """Time every (batch size, texts) of runs in this process; report its peak memory."""
-    run = _load(kind, folder, threads)
+    """Time every (batch size, texts) of runs in this process; report its peak memory, or the
+    last line of the error that stopped it."""
+    try:
+        queue.put({"results": _time_runs(_load(kind, folder, threads), runs, warmup), "peak_mb": peak_memory_mb()})
+    except BaseException as err:  # the parent reports it; a traceback from a child helps no one
+        queue.put({"error": traceback.format_exception_only(type(err), err)[-1].strip()})
+
+
+def _time_runs(run, runs, warmup):
     results = []
     for batch_size, texts in runs:
         batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
@@ -63,7 +74,7 @@ def _measure(kind, folder, runs, threads, warmup, queue):
                         "p95_ms": round(float(np.percentile(ms, 95)), 3),
                         "p99_ms": round(float(np.percentile(ms, 99)), 3),
                         "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1)})
-    queue.put((results, peak_memory_mb()))
+    return results
 
 
 def peak_memory_mb():
@@ -78,13 +89,41 @@ def peak_memory_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def benchmark(kind, folder, runs, threads, warmup=10):
+def benchmark(kind, folder, runs, threads, warmup=10, timeout_s=3600):
     """Latency p50/p95/p99 (ms) and throughput (utterances/s) for each (batch size, texts) of
-    runs, and the peak memory (MB) of the process that served them all."""
+    runs, and the peak memory (MB) of the process that served them all. A child that fails,
+    dies or runs past timeout_s is a BenchmarkError, never a wait without end."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup, queue))
     proc.start()
-    results, peak_mb = queue.get()
-    proc.join()
-    return results, peak_mb
+    try:
+        outcome = _wait_for(proc, queue, time.monotonic() + timeout_s, folder)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if "error" in outcome:
+        raise BenchmarkError(f"benchmark of {folder} failed: {outcome['error']}")
+    return outcome["results"], outcome["peak_mb"]
+
+
+class BenchmarkError(UsageError):
+    """A benchmark that could not run (most often a model folder that does not load): one line."""
+
+
+def _wait_for(proc, queue, deadline, folder):
+    """The child's report; polls so that a child that died without one is noticed."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except queue_module.Empty:
+            if not proc.is_alive():
+                try:  # it may have reported just before exiting
+                    return queue.get(timeout=1.0)
+                except queue_module.Empty:
+                    raise BenchmarkError(f"benchmark of {folder}: its process exited with code "
+                                         f"{proc.exitcode} before reporting") from None
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"benchmark of {folder}: no result after the time limit")

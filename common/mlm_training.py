@@ -15,7 +15,7 @@ from common.generic import load_generic
 from common.massive import load_massive, sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
-from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
+from common.run import StopSignals, UsageError, interrupted_at, partial_dir, publish, versions, write_json_atomic
 from common.training import optimizer_step
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
@@ -123,25 +123,34 @@ def train_mlm(args):
 
     model.train()
     loop_start = time.perf_counter()
+    def save_checkpoint():
+        checkpoint.save(work_dir / "checkpoint", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "stream": stream.state_dict(), "rng": checkpoint.rng_state(), "step": step, "best": best,
+            "history": history, "before": before})
+
     progress = tqdm(total=max_steps, initial=step, desc="finetune mlm", unit="step", file=sys.stderr)
-    while step < max_steps:
-        torch.manual_seed(args.seed * 1_000_003 + step)
-        masked, labels = batch(step)
-        loss = masked_lm_loss(model, masked, labels)
-        optimizer_step(loss, model, optimizer, scheduler)
-        step += 1
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss.item():.4f}")
-        if step % eval_steps == 0 or step == max_steps:
-            dev_loss = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
-            history.append({"step": step, "train_loss": round(loss.item(), 5), "dev_loss": round(dev_loss, 5)})
-            if dev_loss < best:
-                best = dev_loss
-                model.save_pretrained(work_dir)
-            checkpoint.save(work_dir / "checkpoint", {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "stream": stream.state_dict(), "rng": checkpoint.rng_state(), "step": step, "best": best,
-                "history": history, "before": before})
+    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
+        while step < max_steps:
+            torch.manual_seed(args.seed * 1_000_003 + step)
+            masked, labels = batch(step)
+            loss = masked_lm_loss(model, masked, labels)
+            optimizer_step(loss, model, optimizer, scheduler)
+            step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+            if step % eval_steps == 0 or step == max_steps:
+                dev_loss = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
+                history.append({"step": step, "train_loss": round(loss.item(), 5), "dev_loss": round(dev_loss, 5)})
+                if dev_loss < best:
+                    best = dev_loss
+                    model.save_pretrained(work_dir)
+                save_checkpoint()
+            elif stop.signum:
+                save_checkpoint()
+            if stop.signum and step < max_steps:
+                progress.close()
+                raise interrupted_at(stop.signum, step, work_dir)
     progress.close()
     write_json_atomic(work_dir / "run.json", {
         "script": "finetune.py", "task": "mlm", "args": vars(args), "versions": versions(),

@@ -161,11 +161,14 @@ class Predictor:
     """
 
     def __init__(self, folder, threads=None, max_length=64):
+        from common.models import check_max_length
+        check_max_length(str(folder), max_length, "model", "max_length")
         self.model, self.max_length = OnnxModel(folder, threads), max_length
 
     def __call__(self, texts):
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
+        self.check_lengths(texts)
         out = []
         for text, result in zip(texts, self.model.predict(texts, self.max_length)):
             if self.model.task == "dc":
@@ -175,3 +178,12 @@ class Predictor:
                 out.append({"intent": intent, "slots": [
                     {"type": s.type, "text": text[s.start:s.end], "start": s.start, "end": s.end} for s in slots]})
         return out[0] if single else out
+
+    def check_lengths(self, texts):
+        """Refuse, never silently cut, an utterance longer than the model's window: its slots
+        past the cut would be lost without a word."""
+        lengths = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
+        for i, n in enumerate(lengths):
+            if n > self.max_length:
+                raise UsageError(f"utterance {i + 1} has {n} tokens, more than the {self.max_length}-token window "
+                                 f"(max_length / --max-length); split it or raise the window")

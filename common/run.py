@@ -2,11 +2,14 @@
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,14 +19,73 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, never as a traceback."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run; the message says what was kept. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def interrupted_at(signum, step, work_dir):
+    """What a training loop raises once it has saved its checkpoint after a stop signal."""
+    return Interrupted(signum, f"interrupted at step {step}; rerun with --resume to continue "
+                               f"(checkpoint in {work_dir})")
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into a flag that a training loop reads between steps, so it can
+    save a checkpoint and stop cleanly instead of dying mid-write.
+
+        with StopSignals() as stop:
+            for step ...:
+                ...
+                if stop.signum:
+                    save(); raise Interrupted(stop.signum, f"interrupted at step {step}; ...")
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C: stop now, as the user insists
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _terminate(signum, frame):
+    raise Interrupted(signum, "terminated; no result was written")
+
+
 def run_cli(main, argv=None):
-    """Run a script's main(); a UsageError becomes `script: error: ...` and exit status 2."""
+    """Run a script's main(). A UsageError becomes `script: error: ...` and exit status 2; an
+    interruption (SIGINT / SIGTERM) one line and 130 / 143, never a traceback."""
     prog = Path(sys.argv[0]).name
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM would otherwise kill without any cleanup
     try:
         return main(argv)
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no result was written", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def partial_dir(output_dir):
@@ -35,14 +97,36 @@ def partial_dir(output_dir):
 def check_output_dir(output_dir, overwrite, resume):
     """Refuse to clobber a finished result unless asked; say how to resume an unfinished one."""
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir} is a file, not a folder: remove it or choose another path")
     if output_dir.exists() and not overwrite:
         raise UsageError(f"--output-dir {output_dir} already exists (pass --overwrite to replace it)")
     work = partial_dir(output_dir)
     if work.exists() and not resume and not overwrite:
         raise UsageError(f"{work} holds an unfinished run: pass --resume to continue it "
                          "or --overwrite to start again")
-    if not output_dir.parent.exists():
-        raise UsageError(f"--output-dir {output_dir}: parent folder {output_dir.parent} does not exist")
+    check_writable_parent(output_dir, "--output-dir")
+
+
+def check_writable_parent(path, flag):
+    """Fail before any work when `path` could not be created: a missing or unwritable parent.
+    Writes and removes a probe file, since os.access says yes to root on read-only mounts."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: parent folder {parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".kd-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write in {parent} ({err.strerror})") from None
+
+
+def check_output_file(path, flag="--output"):
+    """A file to be written at the end of a run: refuse a folder or an unwritable place up front."""
+    if Path(path).is_dir():
+        raise UsageError(f"{flag} {path} is a folder, not a file")
+    check_writable_parent(path, flag)
 
 
 def publish(work_dir, output_dir, keep=("checkpoint",)):
@@ -118,3 +202,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind, low, high=None, low_open=False, what=None):
+    """An argparse type: `kind` within [low, high] (or (low, high] when low_open), checked at
+    parse time so a bad number is a one-line error before any work."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or (value <= low if low_open else value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 1, what="a positive integer")
+non_negative_int = _number(int, 0, what="an integer >= 0")
+positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
+non_negative_float = _number(float, 0.0, what="a number >= 0")
+unit_float = _number(float, 0.0, 1.0, what="a number in [0, 1]")
+probability = _number(float, 0.0, 1.0, low_open=True, what="a number in (0, 1]")

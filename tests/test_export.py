@@ -1,6 +1,9 @@
 """export.py, ONNX evaluation and the predictor on tiny finetuned models."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +11,10 @@ import pytest
 import evaluate
 import export
 import finetune
+import predict
 from common.onnx_models import OnnxModel, Predictor, cpu_isa
-from conftest import expect_usage_error, make_teacher
+from common.run import UsageError
+from conftest import REPO, expect_usage_error, make_teacher
 
 
 # Tiny models have near-tied logits and the dev subset has 152 utterances (one flip = 0.66%), so
@@ -55,8 +60,8 @@ def test_export_parity_and_int8(exported, task):
 def test_failed_parity_exits_1_with_the_figures(finetuned, data_dir, tmp_path, capsys):
     out = tmp_path / "strict"
     assert export.main(["--model", str(finetuned / "dc"), "--output-dir", str(out), "--data", str(data_dir / "massive"),
-                        "--locales", "en-US", "--min-agreement", "1.01"]) == 1
-    assert "parity check failed: int8 agrees with fp32 on" in capsys.readouterr().err
+                        "--locales", "en-US", "--max-abs-diff", "1e-30"]) == 1
+    assert "parity check failed: fp32 ONNX differs from PyTorch by" in capsys.readouterr().err
     assert json.loads((out / "parity.json").read_text())["failed"]
 
 
@@ -98,7 +103,7 @@ def test_predictor_spans_match_the_input(exported, data_dir):
 
 
 
-def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
+def test_bad_inputs(finetuned, teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "never"
     no_tokenizer = tmp_path / "no_tokenizer"
     shutil.copytree(finetuned / "dc", no_tokenizer)
@@ -123,3 +128,38 @@ def test_bad_inputs(finetuned, teacher_dir, tmp_path, capsys):
     for argv, message in cases:
         extra = [] if "needs --data" in message else ["--no-parity"]
         expect_usage_error(capsys, export.main, argv + ["--output-dir", str(out)] + extra, message, out)
+    benchmark = ["--model", str(finetuned / "dc"), "--output-dir", str(out), "--no-parity", "--data",
+                 str(data_dir / "massive"), "--benchmark"]
+    expect_usage_error(capsys, export.main, benchmark + ["--teacher", str(tmp_path / "nowhere")],
+                       "--teacher " + str(tmp_path / "nowhere") + ": no such folder", out)
+
+
+def test_a_benchmark_whose_model_fails_to_load_is_one_line_not_a_hang(finetuned, data_dir, tmp_path):
+    """The benchmark loads each model in a child process; a child that dies must not leave the
+    parent waiting on its queue for ever (the test itself has a time limit)."""
+    broken = tmp_path / "broken_teacher"  # a config but no weights: passes the up-front check, fails to load
+    broken.mkdir()
+    shutil.copy(finetuned / "dc" / "config.json", broken / "config.json")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "export.py"), "--model", str(finetuned / "dc"), "--output-dir",
+                           str(out), "--no-parity", "--no-quantize", "--data", str(data_dir / "massive"),
+                           "--locales", "en-US", "--benchmark", "--benchmark-utterances", "5", "--teacher", str(broken)],
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"export.py: error: benchmark of {broken} failed: OSError"), last
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_long_inputs_are_refused_not_cut(exported, capsys):
+    predictor = Predictor(exported / "icner" / "int8")
+    long_text = "wake me up at five am and then play some jazz " * 100  # ~5,000 characters
+    with pytest.raises(UsageError, match=r"utterance 2 has \d+ tokens, more than the 64-token window"):
+        predictor(["wake me up", long_text])
+    assert Predictor(exported / "icner" / "int8", max_length=128)(long_text[:150])["intent"]  # a wider window
+    expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), long_text],
+                       "more than the 64-token window")
+    expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), "--max-length", "100000",
+                                              "hi"], "--max-length 100000 exceeds the 128 positions")

@@ -75,6 +75,11 @@ def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
                    "--output", str(metrics_file), "--bootstrap", "0"])
     m = json.loads(metrics_file.read_text())["metrics"]
     assert set(m["per_locale"]) == {"ja-JP", "de-DE"} and 0 <= m["semer"]
+    # the tokenizer's ceiling, per locale, in evaluate's output and in each model's run.json
+    assert set(m["slot_ceiling"]) == {"ja-JP", "de-DE", "all"}
+    assert 0 < m["slot_ceiling"]["all"]["representable"] <= m["slot_ceiling"]["all"]["gold_slots"]
+    domain_run = json.loads((out / sorted(domains)[0] / "run.json").read_text())
+    assert set(domain_run["slot_ceiling"]["dev"]) >= {"all"} and domain_run["slot_ceiling"]["train"]["all"]["gold_slots"] > 0
 
 
 
