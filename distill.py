@@ -18,11 +18,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers import get_scheduler
 
-from common import checkpoint
-from common.distributed import setup, teardown
+from common.engine import PRECISIONS, Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.massive import load_massive
@@ -33,7 +31,7 @@ from common.run import (ArgumentParser, StopSignals, UsageError, check_output_di
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
 
 # Arguments that do not change what is computed, so they may differ when resuming.
-RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir"}
+RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir", "precision"}
 
 
 def parse_args(argv):
@@ -71,7 +69,7 @@ def parse_args(argv):
     g.add_argument("--warmup-ratio", type=unit_float, default=0.05)
     g.add_argument("--max-grad-norm", type=positive_float, default=1.0)
     g.add_argument("--seed", type=non_negative_int, default=42)
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
 
     g = p.add_argument_group("losses (weights; 0 turns a loss off)")
@@ -135,23 +133,15 @@ class StudentWithLoss(nn.Module):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = setup(args.precision)
+    engine = Engine(args.precision)
     try:
-        return distill(args, ctx)
+        return distill(args, engine)
     finally:
-        teardown(ctx)
+        engine.end()
 
 
-def distill(args, ctx):
-    timings, started = {}, time.time()
-    output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
-    check_output_dir(output_dir, args.overwrite, args.resume)
-    weights = {"kl": args.alpha_kl, "mlm": args.alpha_mlm, "cos": args.alpha_cos, "mse": args.alpha_mse,
-               "attn": args.alpha_attn}
-    if not any(weights.values()):
-        raise UsageError("all loss weights are 0: set at least one --alpha-*")
-
-    # Everything that can fail on bad input happens before the first file is written.
+def load_models(args, timings):
+    """(tokenizer, teacher, teacher_has_mlm_head, student, init, copied_layers), checked together."""
     with timed(timings, "load_models_s"):
         tokenizer = load_tokenizer(args.tokenizer or args.teacher, "--tokenizer" if args.tokenizer else "--teacher")
         teacher, teacher_has_mlm_head = load_teacher(args.teacher)
@@ -174,143 +164,86 @@ def distill(args, ctx):
     if args.alpha_attn and (config.hidden_size % relation_heads or teacher.config.hidden_size % relation_heads):
         raise UsageError(f"--relation-heads {relation_heads} must divide both the student ({config.hidden_size}) "
                          f"and the teacher ({teacher.config.hidden_size}) hidden sizes")
-    with timed(timings, "load_data_s"):
-        stream, fingerprints = build_stream(args, tokenizer)
+    return tokenizer, teacher, teacher_has_mlm_head, student, init, copied_layers
 
-    global_batch = args.batch_size * ctx.world_size
-    tokens_per_step = global_batch * args.grad_accum * args.max_seq_length
-    max_steps = args.max_steps if args.max_steps is not None else math.ceil(args.max_tokens / tokens_per_step)
 
+def student_with_loss(args, student, teacher, weights):
+    """The student, its loss and the loss's projections as one trainable module."""
+    config = student.config
     layers = layer_map(config.num_hidden_layers, teacher.config.num_hidden_layers, args.hidden_layers)
     loss_fn = DistillationLoss(config.hidden_size, teacher.config.hidden_size, layers, weights,
-                               args.temperature, relation_heads)
-    capture = config.num_hidden_layers - 1 if args.alpha_attn else None
+                               args.temperature, args.relation_heads or args.student_heads)
     want_logits = bool(args.alpha_kl or args.alpha_mlm)
     if not want_logits:  # the MLM head gets no gradient: freeze it (DDP requires every trained weight be used)
         encoder_weights = {id(p) for p in student.base_model.parameters()}
         for param in student.parameters():
             if id(param) not in encoder_weights:
                 param.requires_grad_(False)
-    model = StudentWithLoss(student, loss_fn, capture, want_logits).to(ctx.device)
-    teacher.to(ctx.device)
-    teacher_adaptor = OutputAdaptor(teacher, teacher.config.num_hidden_layers - 1 if args.alpha_attn else None,
-                                    want_logits=bool(args.alpha_kl))
-    train_module = model
-    if ctx.world_size > 1:
-        train_module = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    capture = config.num_hidden_layers - 1 if args.alpha_attn else None
+    return StudentWithLoss(student, loss_fn, capture, want_logits), layers
 
+
+def optimizer_and_schedule(args, model, max_steps, device):
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in trained if not n.endswith(no_decay)], "weight_decay": args.weight_decay},
               {"params": [p for n, p in trained if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    # fused AdamW: one kernel for all parameters on a GPU, instead of one launch per tensor
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=device.type == "cuda")
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * max_steps),
                               num_training_steps=max(max_steps, 1))
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx.precision == "fp16")
+    return optimizer, scheduler
 
-    step, train_seconds, loss_curve = 0, 0.0, []
-    arg_dict = vars(args)
-    state = checkpoint.load(work_dir / "checkpoint") if args.resume else None
+
+def distill(args, engine):
+    timings, started = {}, time.time()
+    output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
+    check_output_dir(output_dir, args.overwrite, args.resume)
+    weights = {"kl": args.alpha_kl, "mlm": args.alpha_mlm, "cos": args.alpha_cos, "mse": args.alpha_mse,
+               "attn": args.alpha_attn}
+    if not any(weights.values()):
+        raise UsageError("all loss weights are 0: set at least one --alpha-*")
+    # Everything that can fail on bad input happens before the first file is written.
+    tokenizer, teacher, teacher_has_mlm_head, student, init, copied_layers = load_models(args, timings)
+    with timed(timings, "load_data_s"):
+        stream, fingerprints = build_stream(args, tokenizer)
+    global_batch = args.batch_size * engine.world_size
+    tokens_per_step = global_batch * args.grad_accum * args.max_seq_length
+    max_steps = args.max_steps if args.max_steps is not None else math.ceil(args.max_tokens / tokens_per_step)
+
+    model, layers = student_with_loss(args, student, teacher, weights)
+    optimizer, scheduler = optimizer_and_schedule(args, model, max_steps, engine.device)
+    train_module, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
+    teacher_view = OutputAdaptor(teacher.to(engine.device), teacher.config.num_hidden_layers - 1 if args.alpha_attn
+                                 else None, want_logits=bool(args.alpha_kl))
+    loop = {"step": 0, "train_seconds": 0.0, "loss_curve": []}
+    state = engine.load(work_dir / "checkpoint") if args.resume else None
     if state is not None:
-        changed = sorted(k for k, v in state["args"].items() if k not in RESUME_FREE_ARGS and arg_dict.get(k) != v)
+        changed = sorted(k for k, v in state["args"].items() if k not in RESUME_FREE_ARGS and vars(args).get(k) != v)
         if changed:
-            raise UsageError(f"--resume: the checkpoint was made with other arguments ({', '.join('--' + k.replace('_', '-') for k in changed)})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+            raise UsageError(f"--resume: the checkpoint was made with other arguments "
+                             f"({', '.join('--' + k.replace('_', '-') for k in changed)})")
         stream.load_state_dict(state["stream"])
-        checkpoint.set_rng_state(state["rng"])
-        step, train_seconds, loss_curve = state["step"], state["train_seconds"], state["loss_curve"]
-        if ctx.is_main:
-            print(f"resuming from step {step} of {max_steps}", file=sys.stderr)
-    elif ctx.is_main:
-        if work_dir.exists():
-            shutil.rmtree(work_dir)
+        loop = state["loop"]
+        if engine.is_main:
+            print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
+    elif engine.is_main:
+        shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir()
-    ctx.barrier()
+    engine.barrier()
 
-    def save_checkpoint():
-        if ctx.is_main:
-            checkpoint.save(work_dir / "checkpoint", {
-                "args": arg_dict, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "stream": stream.state_dict(),
-                "rng": checkpoint.rng_state(), "train_seconds": train_seconds, "loss_curve": loss_curve})
-        ctx.barrier()
-
-    masking = bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0
-    progress = tqdm(total=max_steps, initial=step, desc="distill", unit="step", disable=not ctx.is_main,
-                    dynamic_ncols=True, file=sys.stderr)
-    model.train()
-    window_loss, window_parts, window_steps = 0.0, {}, 0
-    tokens_at_start, loop_start = stream.tokens[GENERIC] + stream.tokens[TARGET], time.perf_counter()
-    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while step < max_steps:
-            # Seeding per step (and per rank) makes dropout and masking depend only on the step, so a
-            # resumed run draws exactly what an uninterrupted one would, in any number of processes.
-            torch.manual_seed(args.seed * 1_000_003 + step * 997 + ctx.rank)
-            mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + ctx.rank)
-            step_loss = 0.0
-            for micro in range(args.grad_accum):
-                batch, _ = stream.next_batch(global_batch)
-                input_ids = batch[ctx.rank * args.batch_size:(ctx.rank + 1) * args.batch_size]
-                attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
-                labels = None
-                if masking:
-                    input_ids, labels = mask_tokens(input_ids, tokenizer, args.mlm_probability, mask_rng)
-                    labels = labels.to(ctx.device)
-                input_ids, attention_mask = input_ids.to(ctx.device), attention_mask.to(ctx.device)
-                with torch.no_grad(), ctx.autocast():
-                    teacher_view = teacher_adaptor(input_ids, attention_mask)
-                sync = ctx.world_size == 1 or micro == args.grad_accum - 1
-                with (train_module.no_sync() if not sync else torch.enable_grad()), ctx.autocast():
-                    loss, parts = train_module(input_ids, attention_mask, teacher_view, labels)
-                    scaler.scale(loss / args.grad_accum).backward()
-                step_loss += loss.item() / args.grad_accum
-                for name, value in parts.items():
-                    window_parts[name] = window_parts.get(name, 0.0) + value.item() / args.grad_accum
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window_loss += step_loss
-            window_steps += 1
-
-            tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
-            if step % args.log_steps == 0 or step == max_steps:
-                mean_loss = ctx.all_reduce_sum(window_loss / window_steps) / ctx.world_size
-                loss_curve.append({"step": step, "loss": round(mean_loss, 5),
-                                   **{k: round(v / window_steps, 5) for k, v in window_parts.items()}})
-                window_loss, window_parts, window_steps = 0.0, {}, 0
-                progress.set_postfix(loss=f"{mean_loss:.4f}", tok_s=f"{(tokens_seen - tokens_at_start) / max(time.perf_counter() - loop_start, 1e-9):,.0f}",
-                                     target=f"{stream.target_share or 0:.3f}")
-            progress.update(1)
-            interrupted = ctx.any(stop.signum) and step < max_steps
-            if (step % args.save_steps == 0 and step < max_steps) or interrupted:
-                train_seconds += time.perf_counter() - loop_start
-                tokens_at_start, loop_start = tokens_seen, time.perf_counter()
-                save_checkpoint()
-            if interrupted:
-                progress.close()
-                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
-    progress.close()
-    train_seconds += time.perf_counter() - loop_start
-    timings["train_s"] = round(train_seconds, 3)
-
-    if ctx.is_main:
+    train(args, engine, train_module, teacher_view, stream, tokenizer, optimizer, scheduler, loop, max_steps, work_dir)
+    timings["train_s"] = round(loop["train_seconds"], 3)
+    if engine.is_main:
         tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
         student.save_pretrained(work_dir)
         tokenizer.save_pretrained(work_dir)
         run = {
-            "script": "distill.py", "args": arg_dict, "versions": versions(),
-            "world_size": ctx.world_size, "device": str(ctx.device), "precision": ctx.precision,
-            "teacher": {"name": args.teacher, "has_mlm_head": teacher_has_mlm_head,
-                        **student_shape(teacher)},
+            "script": "distill.py", "args": vars(args), "versions": versions(), **engine.info(),
+            "teacher": {"name": args.teacher, "has_mlm_head": teacher_has_mlm_head, **student_shape(teacher)},
             "student": {"init": init, "teacher_layers_copied": copied_layers, **student_shape(student)},
-            "losses": {"weights": weights, "hidden_layer_pairs": layers, "masking": masking},
+            "losses": {"weights": weights, "hidden_layer_pairs": layers,
+                       "masking": bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0},
             "data": {"fingerprints": fingerprints, "corpus_tokens": {
                 name: src.source.num_tokens for name, src in stream.sources.items() if src is not None}},
             "budget": {"max_steps": max_steps, "tokens_per_step": tokens_per_step, "global_batch": global_batch},
@@ -318,16 +251,74 @@ def distill(args, ctx):
                          "tokens_seen": tokens_seen, "generic_tokens": stream.tokens[GENERIC],
                          "target_tokens": stream.tokens[TARGET], "sequences": stream.sequences,
                          "epochs": {name: src.state["epoch"] for name, src in stream.sources.items() if src is not None}},
-            "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
-            "loss_curve": loss_curve,
+            "tokens_per_second": round(tokens_seen / loop["train_seconds"], 1) if loop["train_seconds"] else None,
+            "loss_curve": loop["loss_curve"],
             "timings": {**timings, "wall_s": round(time.time() - started, 3)},
         }
         write_json_atomic(work_dir / "run.json", run)
         publish(work_dir, output_dir)
         print(f"student saved to {output_dir}: {tokens_seen:,} transfer tokens, target share "
               f"{(stream.target_share or 0):.3f}, {run['tokens_per_second'] or 0:,.0f} tokens/s", file=sys.stderr)
-    ctx.barrier()
+    engine.barrier()
     return 0
+
+
+def train(args, engine, model, teacher_view, stream, tokenizer, optimizer, scheduler, loop, max_steps, work_dir):
+    """The distillation steps from loop["step"] to max_steps; checkpoints into work_dir."""
+    global_batch, rank = args.batch_size * engine.world_size, engine.rank
+    masking = bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0
+    progress = engine.progress(max_steps, loop["step"], "distill")
+    window_loss, window_parts, window_steps = torch.zeros((), device=engine.device), {}, 0
+    tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
+
+    def save_checkpoint():
+        nonlocal tokens_at_start, loop_start
+        loop["train_seconds"] += time.perf_counter() - loop_start
+        engine.save(work_dir / "checkpoint", {"args": vars(args), "stream": stream.state_dict(), "loop": loop})
+        tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
+
+    model.train()
+    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
+        while loop["step"] < max_steps:
+            step = loop["step"]
+            engine.seed_step(args.seed, step)
+            mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + rank)
+            for micro in range(args.grad_accum):
+                input_ids = stream.next_batch(global_batch)[0][rank * args.batch_size:(rank + 1) * args.batch_size]
+                attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
+                labels = None
+                if masking:
+                    input_ids, labels = mask_tokens(input_ids, tokenizer, args.mlm_probability, mask_rng)
+                    labels = labels.to(engine.device)
+                input_ids, attention_mask = input_ids.to(engine.device), attention_mask.to(engine.device)
+                with torch.no_grad(), engine.autocast():
+                    target = teacher_view(input_ids, attention_mask)
+                with engine.micro_batch(model, micro, args.grad_accum):
+                    loss, parts = model(input_ids, attention_mask, target, labels)
+                    engine.backward(loss / args.grad_accum)
+                window_loss += loss.detach() / args.grad_accum  # on the device: no host sync per step
+                for name, value in parts.items():
+                    window_parts[name] = window_parts.get(name, 0.0) + value.detach() / args.grad_accum
+            engine.optimizer_step(model, optimizer, scheduler, args.max_grad_norm)
+            loop["step"] = step = step + 1
+            window_steps += 1
+            if step % args.log_steps == 0 or step == max_steps:
+                mean_loss = engine.mean(window_loss / window_steps)
+                loop["loss_curve"].append({"step": step, "loss": round(mean_loss, 5),
+                                           **{k: round(v.item() / window_steps, 5) for k, v in window_parts.items()}})
+                seconds = max(time.perf_counter() - loop_start, 1e-9)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", target=f"{stream.target_share or 0:.3f}",
+                                     tok_s=f"{(sum(stream.tokens.values()) - tokens_at_start) / seconds:,.0f}")
+                window_loss, window_parts, window_steps = torch.zeros((), device=engine.device), {}, 0
+            progress.update(1)
+            interrupted = engine.any(stop.signum) and step < max_steps
+            if (step % args.save_steps == 0 and step < max_steps) or interrupted:
+                save_checkpoint()
+            if interrupted:
+                progress.close()
+                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
+    progress.close()
+    loop["train_seconds"] += time.perf_counter() - loop_start
 
 
 if __name__ == "__main__":

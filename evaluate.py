@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from common.bio import ceiling_report, slot_ceiling
+from common.engine import inference_device
 from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, load_massive, sample
 from common.models import check_max_length, load_tokenizer
@@ -50,11 +51,15 @@ class TorchModel:
         self.task = self.labels["task"]
         self.tokenizer = load_tokenizer(str(folder), "--model")
         cls = AutoModelForSequenceClassification if self.task == "dc" else JointIntentSlotModel
-        self.model = cls.from_pretrained(folder).eval()
-        self.logits_fn = torch_logits_fn(self.model)
+        self.model = cls.from_pretrained(folder).eval().to(inference_device())
+        self.logits_fn = torch_logits_fn(self.model, inference_device())
 
     def predict(self, texts, max_length, batch_size):
         return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
+
+
+def is_torch(model):
+    return isinstance(next(iter(model.values())) if isinstance(model, dict) else model, TorchModel)
 
 
 def load_one(folder, max_length):
@@ -113,6 +118,7 @@ def main(argv=None):
         write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
                                         "locales": args.locales, "metrics": metrics,
                                         "data": fingerprints, "versions": versions(),
+                                        "device": str(inference_device()) if is_torch(model) else "cpu (onnxruntime)",
                                         "predict_seconds": round(seconds, 3)})
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.engine import inference_device
 from common.massive import load_massive
 from common.models import check_max_length
 from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
@@ -140,7 +141,7 @@ def export_and_check(args, work, labels, isa, dev, test, started):
 def check_parity(args, model, tokenizer, dev, work, task):
     dev = dev[:args.parity_utterances]
     texts = [u.utt for u in dev]
-    torch_fn = torch_logits_fn(model.eval())
+    torch_fn = torch_logits_fn(model.eval().to(inference_device()), inference_device())
     fp32 = OnnxModel(work / "fp32", args.threads)
     diff, _ = compare(torch_fn, fp32.logits_fn, tokenizer, texts, args.max_seq_length)
     parity = {"utterances": len(texts), "fp32_vs_torch_max_abs_diff": diff, "max_abs_diff_target": args.max_abs_diff,
@@ -177,6 +178,9 @@ def run_benchmark(args, work, test):
     models += [("PyTorch fp32 student", "torch", args.model), ("ONNX fp32 student", "onnx", work / "fp32")]
     if (work / "int8").exists():
         models.append(("ONNX int8 student", "onnx", work / "int8"))
+    if inference_device().type == "cuda":  # the CPU rows stay; the GPU adds its own
+        models += [(name.replace("PyTorch", "PyTorch GPU"), "torch-cuda", folder)
+                   for name, kind, folder in models if kind == "torch"]
     rows = []
     for name, kind, folder in models:
         print(f"benchmarking {name} ...", file=sys.stderr)

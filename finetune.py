@@ -12,24 +12,23 @@ tokenizer, labels.json and run.json.
 import json
 import math
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, get_scheduler
 
-from common import checkpoint
 from common.bio import ceiling_report, slot_ceiling
+from common.engine import PRECISIONS, Engine
 from common.joint_model import JointIntentSlotModel
 from common.massive import load_massive, sample
 from common.models import check_max_length, load_tokenizer
 from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
                         non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         unit_float, versions, write_json_atomic)
-from common.training import optimizer_step
 from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 
 
@@ -45,7 +44,10 @@ def parse_args(argv):
     p.add_argument("--output-dir", required=True)
     p.add_argument("--epochs", type=positive_float, default=3.0)
     p.add_argument("--max-steps", type=positive_int, help="overrides --epochs")
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="utterances per process and micro-batch")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
     p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     p.add_argument("--warmup-ratio", type=unit_float, default=0.1)
@@ -87,9 +89,17 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     check_output_dir(Path(args.output_dir), args.overwrite, args.resume)
+    engine = Engine(args.precision)
+    try:
+        return run(args, engine)
+    finally:
+        engine.end()
+
+
+def run(args, engine):
     if args.task == "mlm":
         from common.mlm_training import train_mlm  # the masked-LM loop has its own module
-        return train_mlm(args)
+        return train_mlm(args, engine)
     if not args.data:
         raise UsageError(f"--task {args.task} needs --data (MASSIVE)")
     check_max_length(args.model, args.max_seq_length)
@@ -99,10 +109,10 @@ def main(argv=None):
     if not train or not dev:
         raise UsageError(f"--data has no {'train' if not train else 'dev'} utterances for locales {args.locales or 'any'}")
     if args.all_domains:
-        return finetune_all_domains(args, tokenizer, train, dev, fingerprints)
+        return finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints)
     if args.domain:
         train, dev = by_domain(train, args.domain, "train"), by_domain(dev, args.domain, "dev")
-    finetune(args, tokenizer, train, dev, fingerprints, Path(args.output_dir))
+    finetune(args, engine, tokenizer, train, dev, fingerprints, Path(args.output_dir))
     return 0
 
 
@@ -114,10 +124,12 @@ def by_domain(utterances, domain, partition):
     return chosen
 
 
-def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
+def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
     """One ICNER model per domain, as the paper trains them; a summary run.json on top."""
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
-    work_dir.mkdir(exist_ok=True)
+    if engine.is_main:
+        work_dir.mkdir(exist_ok=True)
+    engine.barrier()
     summary = {}
     domains = sorted({u.scenario for u in train} & {u.scenario for u in dev})
     skipped = sorted({u.scenario for u in train} - set(domains))
@@ -127,15 +139,17 @@ def finetune_all_domains(args, tokenizer, train, dev, fingerprints):
         target = work_dir / domain
         if not target.exists():  # finished domains are kept across --resume
             print(f"== domain {domain}", file=sys.stderr)
-            summary[domain] = finetune(args, tokenizer, by_domain(train, domain, "train"),
+            summary[domain] = finetune(args, engine, tokenizer, by_domain(train, domain, "train"),
                                        by_domain(dev, domain, "dev"), fingerprints, target)
         else:
             summary[domain] = json.loads((target / "run.json").read_text())["dev_metrics"]
-    write_json_atomic(work_dir / "run.json", {"script": "finetune.py", "task": "icner", "per_domain": True,
-                                              "args": vars(args), "versions": versions(),
-                                              "domains": sorted(summary), "skipped_domains": skipped, "dev_exact_match": {
-                                                  d: m["exact_match"] for d, m in summary.items()}})
-    publish(work_dir, output_dir)
+    if engine.is_main:
+        write_json_atomic(work_dir / "run.json", {
+            "script": "finetune.py", "task": "icner", "per_domain": True, "args": vars(args), "versions": versions(),
+            **engine.info(), "domains": sorted(summary), "skipped_domains": skipped,
+            "dev_exact_match": {d: m["exact_match"] for d, m in summary.items()}})
+        publish(work_dir, output_dir)
+    engine.barrier()
     return 0
 
 
@@ -152,9 +166,9 @@ def build_model(args, labels):
         raise UsageError(f"--model {args.model}: cannot load ({str(err).splitlines()[0]})") from None
 
 
-def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
+def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
     """Train one model; returns its best dev metrics."""
-    started, timings = time.time(), {}
+    started = time.time()
     work_dir = partial_dir(output_dir)
     train, dev = sample(train, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     labels = build_labels(args.task, train)
@@ -163,98 +177,137 @@ def finetune(args, tokenizer, train, dev, fingerprints, output_dir):
         ceiling = {name: ceiling_report(slot_ceiling(tokenizer, part, args.max_seq_length))
                    for name, part in (("train", train), ("dev", dev))}
         for locale, c in ceiling["dev"].items():
-            if locale != "all" and c["share"] is not None and c["share"] < 0.99:
+            if engine.is_main and locale != "all" and c["share"] is not None and c["share"] < 0.99:
                 print(f"note: the tokenizer represents only {100 * c['share']:.1f}% of the {locale} dev slots exactly",
                       file=sys.stderr)
     torch.manual_seed(args.seed)
     model = build_model(args, labels)
     features = encode(args.task, tokenizer, train, labels, args.max_seq_length)
-    steps_per_epoch = math.ceil(len(features) / args.batch_size)
+    steps_per_epoch = math.ceil(len(features) / (args.batch_size * engine.world_size * args.grad_accum))
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
-    eval_steps = args.eval_steps or steps_per_epoch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                  fused=engine.device.type == "cuda")
     scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
-    step, best, best_step, stale, history = 0, -1.0, None, 0, []
-    state = checkpoint.load(work_dir / "checkpoint") if args.resume else None
+    model, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
+    loop = {"step": 0, "best": -1.0, "best_step": None, "stale": 0, "history": [], "train_seconds": 0.0}
+    state = engine.load(work_dir / "checkpoint") if args.resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        step, best, best_step, stale, history = (state[k] for k in ("step", "best", "best_step", "stale", "history"))
-        print(f"resuming from step {step} of {max_steps}", file=sys.stderr)
-    else:
+        loop = state["loop"]
+        if engine.is_main:
+            print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
+    elif engine.is_main:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
+    engine.barrier()
 
     def evaluate_dev():
+        """Every process scores the whole dev set, so all take the same early-stopping decision."""
         model.eval()
-        preds = predict(args.task, torch_logits_fn(model), tokenizer, [u.utt for u in dev], labels, args.max_seq_length)
-        model.train()
+        preds = predict(args.task, torch_logits_fn(engine.unwrap(model), engine.device), tokenizer,
+                        [u.utt for u in dev], labels, args.max_seq_length)
         return score(args.task, dev, preds, bootstrap=0)
 
-    def save_checkpoint():
-        checkpoint.save(work_dir / "checkpoint", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": checkpoint.rng_state(), "step": step,
-            "best": best, "best_step": best_step, "stale": stale, "history": history})
+    train_steps(args, engine, model, optimizer, scheduler, features, tokenizer.pad_token_id, loop, max_steps,
+                steps_per_epoch, evaluate_dev, work_dir)
+    if engine.is_main:
+        dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
+        tokenizer.save_pretrained(work_dir)
+        save_labels(work_dir, labels)
+        write_json_atomic(work_dir / "run.json", {
+            "script": "finetune.py", "task": args.task, "args": vars(args), "versions": versions(), **engine.info(),
+            "domain": train[0].scenario if args.domain or args.all_domains else None,
+            "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
+            "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)}, "slot_ceiling": ceiling,
+            "steps": loop["step"], "max_steps": max_steps, "best_step": loop["best_step"],
+            "stopped_early": loop["stale"] >= args.patience, "dev_metrics": dev_metrics, "history": loop["history"],
+            "timings": {"train_s": round(loop["train_seconds"], 3), "wall_s": round(time.time() - started, 3)}})
+        (work_dir / "dev_metrics.json").unlink()
+        publish(work_dir, output_dir)
+        print(f"{args.task} model saved to {output_dir}: dev {headline(args.task, dev_metrics):.4f} at step "
+              f"{loop['best_step']}", file=sys.stderr)
+    engine.barrier()
+    engine.release()  # the next domain's model is another run
+    return json.loads((output_dir / "run.json").read_text())["dev_metrics"]
 
-    progress = tqdm(total=max_steps, initial=step, desc=f"finetune {args.task}", unit="step", file=sys.stderr)
-    model.train()
+
+def epoch_order(args, engine, size, epoch):
+    """The shuffled rows of an epoch. Under several processes it is padded with its own first rows
+    to whole steps, so that no process ever gets an empty micro-batch (DDP would wait for it)."""
+    order = np.random.default_rng([args.seed, epoch]).permutation(size)
+    if engine.world_size > 1:
+        per_step = args.batch_size * engine.world_size * args.grad_accum
+        order = np.resize(order, math.ceil(size / per_step) * per_step)
+    return order
+
+
+def train_steps(args, engine, model, optimizer, scheduler, features, pad_id, loop, max_steps, steps_per_epoch,
+                evaluate_dev, work_dir):
+    """Steps from loop["step"]: dev evaluation every --eval-steps (default: every epoch), the best
+    model kept in work_dir, early stopping after --patience evaluations without gain."""
+    per_micro = args.batch_size * engine.world_size
+    eval_steps = args.eval_steps or steps_per_epoch
+    progress = engine.progress(max_steps, loop["step"], f"finetune {args.task}")
     loop_start = time.perf_counter()
+
+    def save_checkpoint():
+        nonlocal loop_start
+        loop["train_seconds"] += time.perf_counter() - loop_start
+        loop_start = time.perf_counter()
+        engine.save(work_dir / "checkpoint", {"loop": loop})
+
+    model.train()
     with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while step < max_steps and stale < args.patience:
+        while loop["step"] < max_steps and loop["stale"] < args.patience:
+            step = loop["step"]
             epoch, position = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([args.seed, epoch]).permutation(len(features))
-            for start in range(position * args.batch_size, len(order), args.batch_size):
-                batch = collate([features[i] for i in order[start:start + args.batch_size]], tokenizer.pad_token_id)
-                batch["labels"] = batch["labels"].clamp(min=0)  # train labels are always known
-                if args.task == "dc":
-                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 labels=batch["labels"]).loss
-                else:
-                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 intent_labels=batch["labels"], slot_labels=batch["slot_labels"]).loss
-                optimizer_step(loss, model, optimizer, scheduler)
-                step += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss.item():.4f}", best=f"{max(best, 0):.4f}")
-                if step % eval_steps == 0 or step == max_steps:
-                    metrics = evaluate_dev()
-                    value = headline(args.task, metrics)
-                    history.append({"step": step, "loss": round(loss.item(), 5), "dev": round(value, 5)})
-                    if value > best:
-                        best, best_step, stale = value, step, 0
-                        model.save_pretrained(work_dir)  # the best model so far is the output
-                        write_json_atomic(work_dir / "dev_metrics.json", metrics)
-                    else:
-                        stale += 1
-                    save_checkpoint()
-                if step >= max_steps or stale >= args.patience:
-                    break
-                if stop.signum:
-                    save_checkpoint()
-                    progress.close()
-                    raise interrupted_at(stop.signum, step, work_dir)
+            step_rows = epoch_order(args, engine, len(features), epoch)[position * per_micro * args.grad_accum:]
+            engine.seed_step(args.seed, step)
+            for micro in range(args.grad_accum):
+                rows = step_rows[micro * per_micro:(micro + 1) * per_micro][engine.rank::engine.world_size]
+                if len(rows) == 0:  # the short last step of an epoch, in one process
+                    continue
+                batch = {k: v.to(engine.device) for k, v in collate([features[i] for i in rows], pad_id).items()}
+                with engine.micro_batch(model, micro, args.grad_accum):
+                    loss = model_loss(args.task, model, batch)
+                    engine.backward(loss / args.grad_accum)
+            engine.optimizer_step(model, optimizer, scheduler)
+            loop["step"] = step = step + 1
+            progress.update(1)
+            if step % eval_steps == 0 or step == max_steps:
+                evaluate_and_keep(args, engine, model, evaluate_dev, loop, engine.mean(loss), work_dir)
+                progress.set_postfix(loss=f"{loop['history'][-1]['loss']:.4f}", best=f"{loop['best']:.4f}")
+                save_checkpoint()
+            elif engine.any(stop.signum):
+                save_checkpoint()
+            if engine.any(stop.signum) and step < max_steps and loop["stale"] < args.patience:
+                progress.close()
+                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
     progress.close()
-    timings["train_s"] = round(time.perf_counter() - loop_start, 3)
-    dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
-    tokenizer.save_pretrained(work_dir)
-    save_labels(work_dir, labels)
-    write_json_atomic(work_dir / "run.json", {
-        "script": "finetune.py", "task": args.task, "args": vars(args), "versions": versions(),
-        "domain": train[0].scenario if args.domain or args.all_domains else None,
-        "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
-        "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)}, "slot_ceiling": ceiling,
-        "steps": step, "max_steps": max_steps, "best_step": best_step, "stopped_early": stale >= args.patience,
-        "dev_metrics": dev_metrics, "history": history,
-        "timings": {**timings, "wall_s": round(time.time() - started, 3)}})
-    (work_dir / "dev_metrics.json").unlink()
-    publish(work_dir, output_dir)
-    print(f"{args.task} model saved to {output_dir}: dev {headline(args.task, dev_metrics):.4f} at step {best_step}",
-          file=sys.stderr)
-    return dev_metrics
+    loop["train_seconds"] += time.perf_counter() - loop_start
+
+
+def model_loss(task, model, batch):
+    labels = batch["labels"].clamp(min=0)  # train labels are always known
+    if task == "dc":
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 intent_labels=labels, slot_labels=batch["slot_labels"]).loss
+
+
+def evaluate_and_keep(args, engine, model, evaluate_dev, loop, train_loss, work_dir):
+    """Score dev; the best model so far is the output."""
+    metrics = evaluate_dev()
+    model.train()
+    value = headline(args.task, metrics)
+    loop["history"].append({"step": loop["step"], "loss": round(train_loss, 5), "dev": round(value, 5)})
+    if value > loop["best"]:
+        loop["best"], loop["best_step"], loop["stale"] = value, loop["step"], 0
+        if engine.is_main:
+            engine.unwrap(model).save_pretrained(work_dir)
+            write_json_atomic(work_dir / "dev_metrics.json", metrics)
+    else:
+        loop["stale"] += 1
 
 
 if __name__ == "__main__":

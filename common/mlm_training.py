@@ -2,21 +2,21 @@
 or pretraining from scratch, over the same packed, mixed stream that distill.py uses."""
 import math
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 from transformers import AutoModelForMaskedLM, get_scheduler
 
-from common import checkpoint
 from common.generic import load_generic
 from common.massive import load_massive, sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
 from common.run import StopSignals, UsageError, interrupted_at, partial_dir, publish, versions, write_json_atomic
-from common.training import optimizer_step
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
 
@@ -46,6 +46,7 @@ def build(args, target, generic, work_dir):
     """(model, tokenizer, head_added)."""
     if not args.from_scratch:
         tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
+        torch.manual_seed(args.seed)  # a new MLM head starts from the same weights in every run
         model, head_added = mlm_model_from_pretrained(args.model)
         return model, tokenizer, head_added
     config = load_config(args.model)
@@ -65,7 +66,18 @@ def build(args, target, generic, work_dir):
     return AutoModelForMaskedLM.from_config(config), tokenizer, False
 
 
-def train_mlm(args):
+class MaskedLMWithLoss(nn.Module):
+    """The model and its masked-LM loss as one module: DDP must see the forward that makes the loss."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, labels):
+        return masked_lm_loss(self.model, input_ids, labels)
+
+
+def train_mlm(args, engine):
     started = time.time()
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
     target, generic, dev, fingerprints = load_texts(args)
@@ -78,87 +90,123 @@ def train_mlm(args):
                if texts and (ratio < 1 if name == "generic" else ratio > 0) else None
                for i, (name, texts) in enumerate((("generic", generic), ("target", target)))]
     stream = TransferStream(*sources, ratio)
-    tokens_per_step = args.batch_size * args.max_seq_length
+    tokens_per_step = args.batch_size * engine.world_size * args.grad_accum * args.max_seq_length
     corpus_tokens = sum(s.source.num_tokens for s in sources if s is not None)
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * corpus_tokens / tokens_per_step))
-    eval_steps = args.eval_steps or max(1, max_steps // 5)
     warmup_head = args.head_warmup_steps if args.head_warmup_steps is not None else (100 if head_added else 0)
 
-    def batch(step):
-        ids, _ = stream.next_batch(args.batch_size)
-        return mask_tokens(ids, tokenizer, args.mlm_probability, torch.Generator().manual_seed(args.seed * 7919 + step))
+    def batch(step, micro=0):
+        """This process's masked micro-batch; masks depend on the step only (resumable)."""
+        ids = stream.next_batch(args.batch_size * engine.world_size)[0]
+        ids = ids[engine.rank * args.batch_size:(engine.rank + 1) * args.batch_size]
+        rng = torch.Generator().manual_seed(args.seed * 7919 + step * 131 + micro * 17 + engine.rank)
+        masked, labels = mask_tokens(ids, tokenizer, args.mlm_probability, rng)
+        return masked.to(engine.device), labels.to(engine.device)
 
-    state = checkpoint.load(work_dir / "checkpoint") if args.resume else None
-    if state is None:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        work_dir.mkdir(parents=True)
-        tokenizer.save_pretrained(work_dir)
-        if warmup_head:  # a new head on a frozen encoder, so 'before' measures the encoder itself
-            head = [p for n, p in model.named_parameters() if not n.startswith(model.base_model_prefix + ".")]
-            head_opt = torch.optim.AdamW(head, lr=args.lr * 10)
-            for p in model.base_model.parameters():
-                p.requires_grad_(False)
-            model.train()
-            for step in tqdm(range(warmup_head), desc="mlm head warm-up", file=sys.stderr):
-                masked, labels = batch(-1 - step)
-                masked_lm_loss(model, masked, labels).backward()
-                head_opt.step()
-                head_opt.zero_grad(set_to_none=True)
-            for p in model.base_model.parameters():
-                p.requires_grad_(True)
-        before = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
-        print(f"dev masked-LM loss before: {before:.4f}", file=sys.stderr)
-        step, best, history = 0, math.inf, []
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    model.to(engine.device)
+    fresh = not (args.resume and engine.has_checkpoint(work_dir / "checkpoint"))
+    if fresh:
+        if engine.is_main:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            work_dir.mkdir(parents=True)
+            tokenizer.save_pretrained(work_dir)
+        engine.barrier()
+        warm_up_head(model, batch, warmup_head, args.lr * 10)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                  fused=engine.device.type == "cuda")
     scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    train_module, optimizer, scheduler = engine.prepare(MaskedLMWithLoss(model), optimizer, scheduler)
+    if fresh:
+        before = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
+        if engine.is_main:
+            print(f"dev masked-LM loss before: {before:.4f}", file=sys.stderr)
+        loop = {"step": 0, "best": math.inf, "history": [], "before": before, "train_seconds": 0.0}
+    else:
+        state = engine.load(work_dir / "checkpoint")
         stream.load_state_dict(state["stream"])
-        checkpoint.set_rng_state(state["rng"])
-        step, best, history, before = state["step"], state["best"], state["history"], state["before"]
-        print(f"resuming from step {step} of {max_steps}", file=sys.stderr)
+        loop = state["loop"]
+        if engine.is_main:
+            print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
 
+    eval_steps = args.eval_steps or max(1, max_steps // 5)
+    train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream, optimizer, scheduler, loop,
+                max_steps, eval_steps, work_dir)
+    if engine.is_main:
+        write_json_atomic(work_dir / "run.json", {
+            "script": "finetune.py", "task": "mlm", "args": vars(args), "versions": versions(), **engine.info(),
+            "from_scratch": args.from_scratch, "mlm_head_added": head_added, "head_warmup_steps": warmup_head,
+            "data": {"fingerprints": fingerprints, "target_texts": len(target), "generic_texts": len(generic),
+                     "dev_texts": len(dev), "target_share": stream.target_share,
+                     "tokens_seen": sum(stream.tokens.values())},
+            "steps": loop["step"], "dev_mlm_loss_before": loop["before"], "dev_mlm_loss_after": loop["best"],
+            "history": loop["history"],
+            "timings": {"train_s": round(loop["train_seconds"], 3), "wall_s": round(time.time() - started, 3)}})
+        publish(work_dir, output_dir)
+        print(f"masked-LM model saved to {output_dir}: dev loss {loop['before']:.4f} -> {loop['best']:.4f}",
+              file=sys.stderr)
+    engine.barrier()
+    return 0
+
+
+def warm_up_head(model, batch, steps, lr):
+    """A new head trained alone on the frozen encoder, so that 'before' measures the encoder, not
+    a random head. Each process warms up its own; DDP then starts every process from rank 0's."""
+    if not steps:
+        return
+    head = [p for n, p in model.named_parameters() if not n.startswith(model.base_model_prefix + ".")]
+    head_opt = torch.optim.AdamW(head, lr=lr)
+    for p in model.base_model.parameters():
+        p.requires_grad_(False)
     model.train()
-    loop_start = time.perf_counter()
-    def save_checkpoint():
-        checkpoint.save(work_dir / "checkpoint", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "stream": stream.state_dict(), "rng": checkpoint.rng_state(), "step": step, "best": best,
-            "history": history, "before": before})
+    for step in tqdm(range(steps), desc="mlm head warm-up", file=sys.stderr):
+        masked, labels = batch(-1 - step)
+        masked_lm_loss(model, masked, labels).backward()
+        head_opt.step()
+        head_opt.zero_grad(set_to_none=True)
+    for p in model.base_model.parameters():
+        p.requires_grad_(True)
 
-    progress = tqdm(total=max_steps, initial=step, desc="finetune mlm", unit="step", file=sys.stderr)
+
+def train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream, optimizer, scheduler, loop,
+                max_steps, eval_steps, work_dir):
+    """Masked-LM steps from loop["step"]; the model with the best dev loss is the output."""
+    progress = engine.progress(max_steps, loop["step"], "finetune mlm")
+    loop_start = time.perf_counter()
+
+    def save_checkpoint():
+        nonlocal loop_start
+        loop["train_seconds"] += time.perf_counter() - loop_start
+        loop_start = time.perf_counter()
+        engine.save(work_dir / "checkpoint", {"stream": stream.state_dict(), "loop": loop})
+
+    train_module.train()
     with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while step < max_steps:
-            torch.manual_seed(args.seed * 1_000_003 + step)
-            masked, labels = batch(step)
-            loss = masked_lm_loss(model, masked, labels)
-            optimizer_step(loss, model, optimizer, scheduler)
-            step += 1
+        while loop["step"] < max_steps:
+            step = loop["step"]
+            engine.seed_step(args.seed, step)
+            for micro in range(args.grad_accum):
+                masked, labels = batch(step, micro)
+                with engine.micro_batch(train_module, micro, args.grad_accum):
+                    loss = train_module(masked, labels)
+                    engine.backward(loss / args.grad_accum)
+            engine.optimizer_step(train_module, optimizer, scheduler)
+            loop["step"] = step = step + 1
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}")
             if step % eval_steps == 0 or step == max_steps:
                 dev_loss = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
-                history.append({"step": step, "train_loss": round(loss.item(), 5), "dev_loss": round(dev_loss, 5)})
-                if dev_loss < best:
-                    best = dev_loss
-                    model.save_pretrained(work_dir)
+                train_module.train()
+                loop["history"].append({"step": step, "train_loss": round(engine.mean(loss), 5),
+                                        "dev_loss": round(dev_loss, 5)})
+                progress.set_postfix(loss=f"{loop['history'][-1]['train_loss']:.4f}", dev=f"{dev_loss:.4f}")
+                if dev_loss < loop["best"]:
+                    loop["best"] = dev_loss
+                    if engine.is_main:
+                        model.save_pretrained(work_dir)
                 save_checkpoint()
-            elif stop.signum:
+            elif engine.any(stop.signum):
                 save_checkpoint()
-            if stop.signum and step < max_steps:
+            if engine.any(stop.signum) and step < max_steps:
                 progress.close()
-                raise interrupted_at(stop.signum, step, work_dir)
+                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
     progress.close()
-    write_json_atomic(work_dir / "run.json", {
-        "script": "finetune.py", "task": "mlm", "args": vars(args), "versions": versions(),
-        "from_scratch": args.from_scratch, "mlm_head_added": head_added, "head_warmup_steps": warmup_head,
-        "data": {"fingerprints": fingerprints, "target_texts": len(target), "generic_texts": len(generic),
-                 "dev_texts": len(dev), "target_share": stream.target_share, "tokens_seen": sum(stream.tokens.values())},
-        "steps": step, "dev_mlm_loss_before": before, "dev_mlm_loss_after": best, "history": history,
-        "timings": {"train_s": round(time.perf_counter() - loop_start, 3), "wall_s": round(time.time() - started, 3)}})
-    publish(work_dir, output_dir)
-    print(f"masked-LM model saved to {output_dir}: dev loss {before:.4f} -> {best:.4f}", file=sys.stderr)
-    return 0
+    loop["train_seconds"] += time.perf_counter() - loop_start

@@ -99,6 +99,7 @@ def mlm_dev_loss(model, tokenizer, texts, max_length, probability=0.15, seed=0, 
     """Mean masked-LM cross-entropy over masked tokens of texts, with masks fixed by the seed, so
     the same tokens are predicted before and after training."""
     model.eval()
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     with torch.no_grad():
@@ -109,7 +110,8 @@ def mlm_dev_loss(model, tokenizer, texts, max_length, probability=0.15, seed=0, 
             labels[enc["attention_mask"] == 0] = -100
             n = int((labels != -100).sum())
             if n:
-                total += masked_lm_loss(model, masked, labels, enc["attention_mask"], reduction="sum").item()
+                total += masked_lm_loss(model, masked.to(device), labels.to(device), enc["attention_mask"].to(device),
+                                        reduction="sum").item()
                 count += n
     model.train()
     return total / count if count else math.nan

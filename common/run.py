@@ -162,18 +162,21 @@ def file_fingerprint(path):
 
 
 def versions():
-    import datasets
-    import numpy
-    import tokenizers
-    import torch
-    import transformers
+    """Package versions from their metadata: importing datasets only to read its version cost
+    every script about a second."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    import torch  # its __version__ names the build (+cpu, +cu128), the metadata does not
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "datasets": datasets.__version__,
-        "numpy": numpy.__version__,
+        **{name: installed(name) for name in ("transformers", "tokenizers", "datasets", "accelerate", "numpy",
+                                              "optimum", "onnxruntime")},
         "kd_transfer_commit": _git_commit(),
         "platform": platform.platform(),
     }

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import distill
+from common.engine import LOOP_STATE
 import evaluate
 import export
 import finetune
@@ -126,7 +127,7 @@ def test_distill_stops_cleanly_on_a_signal_and_resumes(teacher_dir, data_dir, tm
     err = interrupt_when_training(proc, tmp_path / "student.partial", signum)
     assert proc.returncode == code, err[-2000:]
     step = interrupted_step(err, "distill.py")
-    assert (tmp_path / "student.partial" / "checkpoint" / "training_state.pt").is_file() and not out.exists()
+    assert (tmp_path / "student.partial" / "checkpoint" / LOOP_STATE).is_file() and not out.exists()
     resumed = start("distill.py", args + ["--resume"])
     _, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err[-2000:]

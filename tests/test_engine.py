@@ -1,0 +1,129 @@
+"""The training engine under the three loops: resume after SIGKILL gives the same weights,
+torchrun with two processes, checkpoints refused on another precision or world size, and the
+same scripts on CUDA (tests marked gpu, skipped without one)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from common.engine import LOOP_STATE, Engine
+from common.run import UsageError
+from conftest import REPO
+
+ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def finetune_args(task, teacher, data_dir, out, steps=40):
+    return ["--task", task, "--model", str(teacher), "--data", str(data_dir / "massive"), "--locales", "en-US",
+            "--output-dir", str(out), "--max-steps", str(steps), "--eval-steps", "8", "--batch-size", "8",
+            "--max-seq-length", "32", "--lr", "3e-3", "--head-warmup-steps", "3"]
+
+
+def start(script, args, *torchrun):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", *torchrun] if torchrun else [sys.executable]
+    return subprocess.Popen([*launcher, str(REPO / script), *args], env=ENV, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc):
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def same_weights(a, b):
+    a, b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("task", ["dc", "icner", "mlm"])
+def test_finetune_resumes_after_sigkill_with_the_same_weights(teacher_dir, data_dir, tmp_path, task):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    finish(start("finetune.py", finetune_args(task, teacher_dir, data_dir, straight)))
+    proc = start("finetune.py", finetune_args(task, teacher_dir, data_dir, killed))
+    state = tmp_path / "killed.partial" / "checkpoint" / LOOP_STATE
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # right after the first checkpoint
+    proc.wait()
+    assert not killed.exists(), "the run finished before it could be killed"
+    err = finish(start("finetune.py", finetune_args(task, teacher_dir, data_dir, killed) + ["--resume"]))
+    assert re.search(r"resuming from step (8|16|24|32) of 40", err), err[-2000:]
+    same_weights(straight, killed)
+    a, b = (json.loads((d / "run.json").read_text()) for d in (straight, killed))
+    assert a["history"] == b["history"]
+
+
+@pytest.mark.parametrize("task", ["dc", "icner"])
+def test_finetune_under_torchrun_with_two_processes(teacher_dir, data_dir, tmp_path, task):
+    out = tmp_path / task
+    finish(start("finetune.py", finetune_args(task, teacher_dir, data_dir, out, steps=6), "--nproc-per-node=2"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["device"].startswith("cpu") and run["precision"] == "fp32"
+    assert run["steps"] == 6 and run["dev_metrics"]["n"] > 0
+
+
+def test_the_mlm_loop_under_torchrun_with_two_processes(teacher_dir, data_dir, tmp_path):
+    out = tmp_path / "mlm"
+    finish(start("finetune.py", finetune_args("mlm", teacher_dir, data_dir, out, steps=6), "--nproc-per-node=2"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["steps"] == 6
+
+
+def test_a_checkpoint_from_another_precision_or_world_size_is_refused(tmp_path):
+    engine = Engine("fp32")
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    model, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
+    engine.save(tmp_path / "checkpoint", {"loop": {"step": 3}})
+    assert engine.load(tmp_path / "checkpoint") == {"loop": {"step": 3}}
+    state = torch.load(tmp_path / "checkpoint" / LOOP_STATE, weights_only=False)
+    state["engine"] = {"precision": "bf16", "world_size": 4}
+    torch.save(state, tmp_path / "checkpoint" / LOOP_STATE)
+    with pytest.raises(UsageError, match=r"made with precision bf16 \(now fp32\), world_size 4 \(now 1\)"):
+        engine.load(tmp_path / "checkpoint")
+    engine.release()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_half_precision_without_a_gpu_is_one_line(teacher_dir, data_dir, tmp_path, capsys):
+    import finetune
+    from conftest import expect_usage_error
+    for precision in ("bf16", "fp16"):
+        expect_usage_error(capsys, finetune.main, finetune_args("dc", teacher_dir, data_dir, tmp_path / "x")
+                           + ["--precision", precision], f"--precision {precision} needs a GPU", tmp_path / "x")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_every_loop_on_cuda(teacher_dir, data_dir, tmp_path, precision):
+    """distill.py, finetune.py (dc, icner, mlm) and evaluate.py on the GPU."""
+    student = tmp_path / "student"
+    finish(start("distill.py", ["--teacher", str(teacher_dir), "--generic-data", str(data_dir / "wiki.jsonl"),
+                                "--target-data", str(data_dir / "massive"), "--locales", "en-US",
+                                "--target-ratio", "0.3", "--output-dir", str(student), "--max-steps", "10",
+                                "--batch-size", "8", "--max-seq-length", "32", "--student-layers", "2",
+                                "--student-hidden", "16", "--student-heads", "2", "--precision", precision]))
+    runs = [json.loads((student / "run.json").read_text())]
+    for task in ("dc", "icner", "mlm"):
+        out = tmp_path / task
+        finish(start("finetune.py", finetune_args(task, student, data_dir, out, steps=10) + ["--precision", precision]))
+        runs.append(json.loads((out / "run.json").read_text()))
+    assert all(r["device"].startswith("cuda") and r["precision"] == precision for r in runs)
+    metrics = tmp_path / "m.json"
+    finish(start("evaluate.py", ["--model", str(tmp_path / "icner"), "--data", str(data_dir / "massive"),
+                                 "--locales", "en-US", "--output", str(metrics), "--bootstrap", "0"]))
+    assert json.loads(metrics.read_text())["device"].startswith("cuda")
