@@ -15,17 +15,26 @@
 # each finetuned for DC and ICNER and evaluated on the test partition; then aggregate.py,
 # similarity.py, and the export of the best student to int8 ONNX with the latency table.
 # Steps whose output exists are skipped: rerun the same command to resume an interrupted study.
-set -euo pipefail
+#
+# JOBS=N runs N jobs at a time (a job: one condition of one seed, its student then its DC and
+# ICNER finetuning and test evaluation; each logs to OUT_ROOT/logs/). Default 1 on CPU; with GPUs,
+# JOBS_PER_GPU (default 4) per visible GPU, each job pinned to one GPU. The teachers come first,
+# aggregation and export last. A failed job stops new launches and names its log.
+set -Eeuo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
 cd "$(dirname "$0")"
 
-QUICK=0 MULTILINGUAL=0
+QUICK=0 MULTILINGUAL=0 JOB=()
 USER_OUT_ROOT=${OUT_ROOT:-}   # the quick and multilingual modes default elsewhere, but honour this
-for arg in "$@"; do
-  case $arg in
+MODE_ARGS=("$@")
+while [[ $# -gt 0 ]]; do
+  case $1 in
     --quick) QUICK=1 ;;
     --multilingual) MULTILINGUAL=1 ;;
-    *) echo "reproduce.sh: error: unknown argument $arg (use --quick and/or --multilingual)" >&2; exit 2 ;;
+    --job) JOB=("$2" "$3"); shift 2 ;;  # internal: xargs runs one job through this
+    *) echo "reproduce.sh: error: unknown argument $1 (use --quick and/or --multilingual)" >&2; exit 2 ;;
   esac
+  shift
 done
 if [[ $MULTILINGUAL == 1 ]]; then
   # Our own small multilingual teacher (finetune.py --task mlm --from-scratch) unless TEACHER is set,
@@ -86,8 +95,17 @@ fi
 
 # The teacher is the slowest model to finetune; by default its upper bound uses the first seed.
 [[ -z "$TEACHER_SEEDS" ]] && TEACHER_SEEDS=$(echo $SEEDS | cut -d' ' -f1)
-mkdir -p "$OUT_ROOT"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+if [[ ${#JOB[@]} == 0 ]]; then
+  # GPUs: how many this study may use (a job sees one of them); none on a CPU machine
+  NGPU=${NGPU:-$(python -c "import torch; print(torch.cuda.device_count())")}
+  JOBS=${JOBS:-$(( NGPU > 0 ? NGPU * ${JOBS_PER_GPU:-4} : 1 ))}
+  if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
+    echo "reproduce.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2
+  fi
+  export NGPU
+fi
+mkdir -p "$OUT_ROOT/logs"
 DATA=(--data "$TARGET_DATA" --locales $LOCALES)
 
 finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning rate
@@ -141,23 +159,47 @@ if [[ -n "$ADAPTED_RATIOS" && ! -d $ADAPTED ]]; then
     --epochs "$ADAPT_EPOCHS" --overwrite "${EXTRA_ADAPT[@]}"
 fi
 
-for seed in $SEEDS; do
-  S=$OUT_ROOT/seed$seed
-  mkdir -p "$S"
-  distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0  # initialised, not distilled
-  finetune_and_evaluate "$S/scratch/student" "$S/scratch" "$seed" "$STUDENT_FT_LR"
-  for ratio in $RATIOS; do
-    distill "$TEACHER" "$ratio" "$S/distill_r$ratio/student" "$seed" "${DISTILL_AMOUNT[@]}"
-    finetune_and_evaluate "$S/distill_r$ratio/student" "$S/distill_r$ratio" "$seed" "$STUDENT_FT_LR"
-  done
-  for ratio in $ADAPTED_RATIOS; do
-    distill "$ADAPTED" "$ratio" "$S/adapted_r$ratio/student" "$seed" "${DISTILL_AMOUNT[@]}"
-    finetune_and_evaluate "$S/adapted_r$ratio/student" "$S/adapted_r$ratio" "$seed" "$STUDENT_FT_LR"
-  done
-  if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then
+run_job() {  # $1 seed, $2 condition: its student, then DC and ICNER finetuning and test evaluation
+  local seed=$1 condition=$2 S=$OUT_ROOT/seed$1
+  case $condition in
+    scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 ;;  # initialised, not distilled
+    distill_r*) distill "$TEACHER" "${condition#distill_r}" "$S/$condition/student" "$seed" "${DISTILL_AMOUNT[@]}" ;;
+    adapted_r*) distill "$ADAPTED" "${condition#adapted_r}" "$S/$condition/student" "$seed" "${DISTILL_AMOUNT[@]}" ;;
+  esac
+  if [[ $condition == teacher ]]; then
     finetune_and_evaluate "$TEACHER" "$S/teacher" "$seed" "$FT_LR"
+  else
+    finetune_and_evaluate "$S/$condition/student" "$S/$condition" "$seed" "$STUDENT_FT_LR"
   fi
-done
+}
+
+if [[ ${#JOB[@]} == 2 ]]; then  # one job, launched by xargs below: pinned to a GPU, logged to a file
+  name=seed${JOB[0]}_${JOB[1]} LOG=$OUT_ROOT/logs/seed${JOB[0]}_${JOB[1]}.log
+  if [[ $NGPU -gt 0 ]]; then
+    IFS=, read -ra GPU_IDS <<< "${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NGPU - 1)))}"
+    export CUDA_VISIBLE_DEVICES=${GPU_IDS[$(( SLOT % ${#GPU_IDS[@]} ))]}
+  fi
+  exec 3>&2
+  trap 'echo "[$(date +%H:%M:%S)] FAILED $name: see $LOG" >&3; exit 255' ERR  # 255 stops xargs
+  log "start $name${CUDA_VISIBLE_DEVICES:+ on GPU $CUDA_VISIBLE_DEVICES} (log: $LOG)"
+  run_job "${JOB[@]}" > "$LOG" 2>&1
+  log "done  $name"
+  exit 0
+fi
+
+jobs_of_the_study() {  # one line per job: seed condition
+  for seed in $SEEDS; do
+    echo "$seed scratch"
+    for ratio in $RATIOS; do echo "$seed distill_r$ratio"; done
+    for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio"; done
+    if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher"; fi
+  done
+}
+log "$(jobs_of_the_study | wc -l) jobs, $JOBS at a time"
+if ! jobs_of_the_study | xargs -P "$JOBS" -L 1 --process-slot-var=SLOT bash "$SELF" "${MODE_ARGS[@]}" --job; then
+  echo "reproduce.sh: error: a job failed (named above, with its log); rerun the same command to resume" >&2
+  exit 1
+fi
 
 python aggregate.py --out-root "$OUT_ROOT"
 python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA --target-data $TARGET_DATA \

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 from collections import Counter
 
@@ -90,14 +91,24 @@ def test_findings_verdicts_read_off_the_ci(tmp_path):
     assert verdicts[("distill_r0", "dc_accuracy")] == "reversed"
 
 
-@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
-def test_reproduce_quick_end_to_end(tmp_path):
-    env = dict(os.environ, OUT_ROOT=str(tmp_path / "study"), TARGET_DATA=str(DATA / "massive-1.1"),
-               GENERIC_DATA=str(DATA / "wikipedia-lead" / "en.jsonl"))
-    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
+def quick_study(out_root, **env):
+    env = dict(os.environ, OUT_ROOT=str(out_root), TARGET_DATA=str(DATA / "massive-1.1"),
+               GENERIC_DATA=str(DATA / "wikipedia-lead" / "en.jsonl"), **env)
+    return subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def results_without_wall_times(study):
+    return [{k: v for k, v in row.items() if not k.endswith("_wall_s")}
+            for row in csv.DictReader(open(study / "results.csv"))]
+
+
+@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
+def test_reproduce_quick_end_to_end_in_parallel_and_resumed(tmp_path):
     study = tmp_path / "study"
+    proc = quick_study(study, JOBS="2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "5 jobs, 2 at a time" in proc.stderr
     rows = list(csv.DictReader(open(study / "results.csv")))
     conditions = {r["condition"] for r in rows}
     assert conditions == {"scratch", "distill_r0", "distill_r1", "adapted_r1", "teacher"}
@@ -111,3 +122,31 @@ def test_reproduce_quick_end_to_end(tmp_path):
                                                      "ONNX fp32 student", "ONNX int8 student"]
     parity = json.loads((study / "export" / "dc" / "parity.json").read_text())
     assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
+    assert (study / "logs" / "seed1_distill_r1.log").is_file()
+
+    # One job at a time gives the same results: redo two conditions sequentially (a resumed study
+    # skips everything else) and compare every figure but the wall times.
+    parallel = results_without_wall_times(study)
+    for condition in ("distill_r1", "teacher"):
+        shutil.rmtree(study / "seed1" / condition)
+    (study / "results.csv").unlink()
+    proc = quick_study(study, JOBS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "start seed1_distill_r1" in proc.stderr and "5 jobs, 1 at a time" in proc.stderr
+    assert results_without_wall_times(study) == parallel
+
+    # A failing job stops new launches, names itself and its log; the rest is left to a rerun.
+    for condition in ("scratch", "distill_r0"):
+        shutil.rmtree(study / "seed1" / condition / "dc")
+    proc = quick_study(study, JOBS="1", STUDENT_FT_LR="-1")
+    assert proc.returncode == 1
+    assert f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
+    assert "start seed1_distill_r0" not in proc.stderr and "a job failed" in proc.stderr
+    assert "argument --lr: -1 is not a number > 0" in (study / "logs" / "seed1_scratch.log").read_text()
+
+
+def test_jobs_must_be_a_positive_integer(tmp_path):
+    for jobs in ("0", "two", "-1"):
+        proc = quick_study(tmp_path / "never", JOBS=jobs, NGPU="0")
+        assert proc.returncode == 2 and proc.stderr.strip() == \
+            f"reproduce.sh: error: JOBS must be a positive integer, got '{jobs}'"
