@@ -274,13 +274,14 @@ def train_steps(args, engine, model, optimizer, scheduler, features, pad_id, loo
             engine.optimizer_step(model, optimizer, scheduler)
             loop["step"] = step = step + 1
             progress.update(1)
-            if step % eval_steps == 0 or step == max_steps:
+            evaluated = step % eval_steps == 0 or step == max_steps
+            if evaluated:
                 evaluate_and_keep(args, engine, model, evaluate_dev, loop, engine.mean(loss), work_dir)
                 progress.set_postfix(loss=f"{loop['history'][-1]['loss']:.4f}", best=f"{loop['best']:.4f}")
+            stopping = engine.any(stop.signum) and step < max_steps and loop["stale"] < args.patience
+            if evaluated or stopping:
                 save_checkpoint()
-            elif engine.any(stop.signum):
-                save_checkpoint()
-            if engine.any(stop.signum) and step < max_steps and loop["stale"] < args.patience:
+            if stopping:
                 progress.close()
                 raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
     progress.close()

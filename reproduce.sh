@@ -180,7 +180,12 @@ if [[ ${#JOB[@]} == 2 ]]; then  # one job, launched by xargs below: pinned to a 
     export CUDA_VISIBLE_DEVICES=${GPU_IDS[$(( SLOT % ${#GPU_IDS[@]} ))]}
   fi
   exec 3>&2
-  trap 'echo "[$(date +%H:%M:%S)] FAILED $name: see $LOG" >&3; exit 255' ERR  # 255 stops xargs
+  job_failed() {  # exit 255: xargs launches no more jobs
+    if [[ $1 == 130 || $1 == 143 ]]; then log "interrupted $name (checkpoint kept): rerun to resume" 2>&3
+    else log "FAILED $name: see $LOG" 2>&3; fi
+    exit 255
+  }
+  trap 'job_failed $?' ERR
   log "start $name${CUDA_VISIBLE_DEVICES:+ on GPU $CUDA_VISIBLE_DEVICES} (log: $LOG)"
   run_job "${JOB[@]}" > "$LOG" 2>&1
   log "done  $name"

@@ -192,7 +192,8 @@ def train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream
             engine.optimizer_step(train_module, optimizer, scheduler)
             loop["step"] = step = step + 1
             progress.update(1)
-            if step % eval_steps == 0 or step == max_steps:
+            evaluated = step % eval_steps == 0 or step == max_steps
+            if evaluated:
                 dev_loss = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
                 train_module.train()
                 loop["history"].append({"step": step, "train_loss": round(engine.mean(loss), 5),
@@ -202,10 +203,10 @@ def train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream
                     loop["best"] = dev_loss
                     if engine.is_main:
                         model.save_pretrained(work_dir)
+            stopping = engine.any(stop.signum) and step < max_steps
+            if evaluated or stopping:
                 save_checkpoint()
-            elif engine.any(stop.signum):
-                save_checkpoint()
-            if engine.any(stop.signum) and step < max_steps:
+            if stopping:
                 progress.close()
                 raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
     progress.close()
