@@ -11,7 +11,6 @@ lives in OUTPUT_DIR.partial, whose checkpoint `--resume` continues from.
 import argparse
 import math
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -316,7 +315,7 @@ def train(args, engine, model, teacher_view, stream, tokenizer, optimizer, sched
                 save_checkpoint()
             if interrupted:
                 progress.close()
-                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
+                raise interrupted_at(stop.signum, step, work_dir)
     progress.close()
     loop["train_seconds"] += time.perf_counter() - loop_start
 

@@ -12,7 +12,6 @@ tokenizer, labels.json and run.json.
 import json
 import math
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -283,7 +282,7 @@ def train_steps(args, engine, model, optimizer, scheduler, features, pad_id, loo
                 save_checkpoint()
             if stopping:
                 progress.close()
-                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
+                raise interrupted_at(stop.signum, step, work_dir)
     progress.close()
     loop["train_seconds"] += time.perf_counter() - loop_start
 

@@ -2,7 +2,6 @@
 or pretraining from scratch, over the same packed, mixed stream that distill.py uses."""
 import math
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -208,6 +207,6 @@ def train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream
                 save_checkpoint()
             if stopping:
                 progress.close()
-                raise interrupted_at(stop.signum or signal.SIGTERM, step, work_dir)
+                raise interrupted_at(stop.signum, step, work_dir)
     progress.close()
     loop["train_seconds"] += time.perf_counter() - loop_start

@@ -29,9 +29,10 @@ class Interrupted(BaseException):
 
 
 def interrupted_at(signum, step, work_dir):
-    """What a training loop raises once it has saved its checkpoint after a stop signal."""
-    return Interrupted(signum, f"interrupted at step {step}; rerun with --resume to continue "
-                               f"(checkpoint in {work_dir})")
+    """What a training loop raises once it has saved its checkpoint after a stop signal. signum is
+    None in a process that stops because another one got the signal (torchrun): say SIGTERM."""
+    return Interrupted(signum or signal.SIGTERM, f"interrupted at step {step}; rerun with --resume to continue "
+                                                 f"(checkpoint in {work_dir})")
 
 
 class StopSignals:
@@ -42,7 +43,7 @@ class StopSignals:
             for step ...:
                 ...
                 if stop.signum:
-                    save(); raise Interrupted(stop.signum, f"interrupted at step {step}; ...")
+                    save(); raise interrupted_at(stop.signum, step, work_dir)
     """
 
     def __init__(self):
