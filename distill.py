@@ -22,12 +22,13 @@ from transformers import get_scheduler
 from common.engine import PRECISIONS, Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
-from common.massive import load_massive
 from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
 from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
                         non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         timed, unit_float, versions, write_json_atomic)
+from common.target_text import load_target_text
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
+
 
 # Arguments that do not change what is computed, so they may differ when resuming.
 RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir", "precision"}
@@ -51,8 +52,12 @@ def parse_args(argv):
     g.add_argument("--generic-config", help="hub dataset config of the generic corpus")
     g.add_argument("--generic-split", default="train", help="hub dataset split of the generic corpus")
     g.add_argument("--streaming", action="store_true", help="stream the generic corpus instead of loading it in memory")
-    g.add_argument("--target-data", nargs="+", help="MASSIVE JSONL files, folders of <locale>.jsonl, or a hub dataset name")
-    g.add_argument("--locales", nargs="+", help="MASSIVE locales to use (default: all in the target data)")
+    g.add_argument("--target-data", nargs="+",
+                   help="target text: plain text (one utterance a line), JSONL, MASSIVE, a labelled dataset folder "
+                        "(its train split), or a hub dataset name (common/target_text.py)")
+    g.add_argument("--target-text-field", help="text field of JSONL rows / classification column / hub dataset "
+                                               "column of the target data (default: text; a hub name without it is MASSIVE)")
+    g.add_argument("--locales", nargs="+", help="MASSIVE locales to use (default: all; other formats are read whole)")
     g.add_argument("--target-ratio", type=unit_float, required=True,
                    help="share of target tokens in the transfer set: 0 generic only, 0.3 the paper's 7:3, 1 target only")
     g.add_argument("--max-seq-length", type=positive_int, default=128)
@@ -98,7 +103,8 @@ def parse_args(argv):
 
 
 def build_stream(args, tokenizer):
-    """The mixed transfer set. Only the MASSIVE train partition ever enters it."""
+    """The mixed transfer set. Only train text of the target data ever enters it (MASSIVE's train
+    partition, a labelled folder's train split, or the user's unlabelled utterances)."""
     fingerprints = {}
     generic = target = None
     if args.generic_data and args.target_ratio < 1:
@@ -108,12 +114,9 @@ def build_stream(args, tokenizer):
         generic = PackedSequences(TokenSource("generic", tokenizer, args.seed, corpus.documents, corpus.open_stream),
                                   args.max_seq_length)
     if args.target_data and args.target_ratio > 0:
-        utterances, fingerprints[TARGET] = load_massive(args.target_data, args.locales, partitions=["train"])
-        if not utterances:
-            raise UsageError(f"--target-data has no train utterances for locales {args.locales or 'any'}: "
-                             "the transfer set would be empty")
-        target = PackedSequences(TokenSource("target", tokenizer, args.seed + 1, [u.utt for u in utterances]),
-                                 args.max_seq_length)
+        text = load_target_text(args.target_data, args.target_text_field, args.locales)
+        fingerprints[TARGET] = text.fingerprints
+        target = PackedSequences(TokenSource("target", tokenizer, args.seed + 1, text.texts), args.max_seq_length)
     return TransferStream(generic, target, args.target_ratio), fingerprints
 
 

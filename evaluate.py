@@ -18,20 +18,20 @@ from transformers import AutoModelForSequenceClassification
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
 from common.joint_model import JointIntentSlotModel
-from common.massive import PARTITIONS, load_massive, sample
+from common.massive import PARTITIONS, sample
 from common.models import check_max_length, load_tokenizer
 from common.onnx_models import ONNX_FILE, OnnxModel
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
+from common.task_data import add_data_args, load_task_data
 from common.tasks import load_labels, predict, score, torch_logits_fn
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--model", required=True, help="finetune.py output folder, or an export.py fp32/int8 folder")
-    p.add_argument("--data", nargs="+", required=True)
+    add_data_args(p, required=True, what="its --split is scored")
     p.add_argument("--split", default="test", choices=PARTITIONS)
-    p.add_argument("--locales", nargs="+")
     p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
     p.add_argument("--output", help="metrics JSON file")
     p.add_argument("--max-utterances", type=positive_int, help="evaluate a fixed random sample of N utterances (quick runs)")
@@ -92,7 +92,7 @@ def main(argv=None):
     task, model = load_model(args.model, args.max_seq_length)
     if args.task and args.task != task:
         raise UsageError(f"--model {args.model} is a {task} model, not {args.task}")
-    utterances, fingerprints = load_massive(args.data, args.locales, partitions=[args.split])
+    utterances, fingerprints, kind = load_task_data(args, args.split, task)
     if not utterances:
         raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
     utterances = sample(utterances, args.max_utterances)
@@ -117,7 +117,7 @@ def main(argv=None):
     if args.output:
         write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
                                         "locales": args.locales, "metrics": metrics,
-                                        "data": fingerprints, "versions": versions(),
+                                        "data": {"format": kind, "files": fingerprints}, "versions": versions(),
                                         "device": str(inference_device()) if is_torch(model) else "cpu (onnxruntime)",
                                         "predict_seconds": round(seconds, 3)})
     return 0

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from common.engine import inference_device
-from common.massive import load_massive
 from common.models import check_max_length
 from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,
                         positive_int, publish, run_cli, unit_float, versions, write_json_atomic)
+from common.task_data import add_data_args, load_task_data
 from common.tasks import headline, load_labels, score, torch_logits_fn
 
 MAX_ABS_DIFF = 1e-4
@@ -37,8 +37,7 @@ def parse_args(argv):
     p.add_argument("--no-quantize", action="store_true", help="fp32 only")
     p.add_argument("--isa", choices=("auto",) + ISAS, default="auto", help="int8 kernel target (auto: this CPU)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight quantisation")
-    p.add_argument("--data", nargs="+", help="MASSIVE data for the parity check (dev) and benchmark (test)")
-    p.add_argument("--locales", nargs="+")
+    add_data_args(p, what="dev for the parity check, test for the benchmark")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check")
     p.add_argument("--max-abs-diff", type=positive_float, default=MAX_ABS_DIFF, help="fp32 ONNX vs PyTorch logit tolerance")
     p.add_argument("--min-agreement", type=unit_float, default=MIN_AGREEMENT, help="int8 vs fp32 prediction agreement")
@@ -50,9 +49,9 @@ def parse_args(argv):
     p.add_argument("--max-seq-length", type=positive_int, default=64)
     args = p.parse_args(argv)
     if not args.no_parity and not args.data:
-        p.error("the parity check needs --data (MASSIVE with a dev partition), or pass --no-parity")
+        p.error("the parity check needs --data (with a dev split), or pass --no-parity")
     if args.benchmark and not args.data:
-        p.error("--benchmark needs --data (MASSIVE test utterances)")
+        p.error("--benchmark needs --data (with a test split)")
     if args.teacher and not args.benchmark:
         p.error("--teacher is the benchmark's reference: pass --benchmark too")
     return args
@@ -96,8 +95,8 @@ def main(argv=None):
     isa = None if args.no_quantize else check_isa(args.isa)
     dev = test = None
     if args.data:
-        dev = load_massive(args.data, args.locales, ["dev"])[0]
-        test = load_massive(args.data, args.locales, ["test"])[0]
+        dev = load_task_data(args, "dev", labels["task"])[0]
+        test = load_task_data(args, "test", labels["task"])[0] if args.benchmark else None
         if not dev:
             raise UsageError(f"--data has no dev utterances for locales {args.locales or 'any'}")
 

