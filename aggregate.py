@@ -3,134 +3,25 @@
 budgets and wall times, and a plot of every metric against the target ratio.
 
     python aggregate.py --out-root out/study
+    python aggregate.py --sweep out/study       # a budget sweep: OUT_ROOT/budget_*/ side by side
 
 Reads OUT_ROOT/seed*/<condition>/{dc_test.json, icner_test.json, student/run.json, dc/run.json,
 icner/run.json}; writes OUT_ROOT/results.csv, results.md (at-a-glance tables, the paper's findings
 with verdicts read off paired CIs, every row), findings.csv and plots/metrics_vs_ratio.png.
+--sweep reads every OUT_ROOT/budget_<B>/ (each a study as above) and writes OUT_ROOT/sweep.csv,
+sweep.md and plots/gain_vs_budget.png: each transfer set's gain over generic-only against the
+distillation budget, the question being which transfer set to use at *your* budget.
 """
 import csv
-import json
-import re
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-from common.metrics import mean_ci
-from common.run import ArgumentParser, UsageError, run_cli
+from common.run import ArgumentParser, run_cli
+from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, condition_order, findings, locales_of,
+                          summarise, sweep_rows)
 
-# (name in the tables, test file, key in its metrics, higher is better)
-METRICS = [("dc_accuracy", "dc_test.json", "accuracy", True),
-           ("intent_accuracy", "icner_test.json", "intent_accuracy", True),
-           ("slot_f1", "icner_test.json", "slot_f1", True),
-           ("semer", "icner_test.json", "semer", False),
-           ("exact_match", "icner_test.json", "exact_match", True)]
-BASELINE = "distill_r0"  # generic only
-# The paper's findings as paired comparisons (better, worse, claim): per seed, the difference of
-# the two conditions (sign flipped for SemER, so positive always means 'better' holds).
-FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats training from scratch"),
-            ("distill_r0.3", "distill_r0", "7:3 generic:target beats generic only"),
-            ("distill_r1", "distill_r0.3", "target only beats 7:3 generic:target"),
-            ("distill_r1", "distill_r0", "target only beats generic only"),
-            ("adapted_r1", "distill_r1", "an adapted teacher helps (target-only transfer set)"),
-            ("adapted_r0", "distill_r0", "an adapted teacher helps (generic-only transfer set)")]
-
-
-def condition_order(name):
-    """scratch, distilled by ratio, adapted-teacher students by ratio, teacher."""
-    ratio = re.search(r"_r([\d.]+)$", name)
-    group = {"scratch": 0, "distill": 1, "adapted": 2, "teacher": 3}.get(name.split("_")[0], 4)
-    return group, float(ratio.group(1)) if ratio else 0.0
-
-
-def read_json(path):
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def collect(out_root):
-    """{condition: {seed: {"metrics": {(locale, metric): value}, "budget": ..., "wall": {...}}}}."""
-    runs = defaultdict(dict)
-    for seed_dir in sorted(out_root.glob("seed*")):
-        for cond_dir in sorted(p for p in seed_dir.iterdir() if p.is_dir()):
-            values, wall = {}, {}
-            for name, file, key, _ in METRICS:
-                result = read_json(cond_dir / file)
-                if result is None:
-                    continue
-                m = result["metrics"]
-                values[("all", name)] = m[key]
-                if name == "dc_accuracy":
-                    for locale, group in m.get("per_group", {}).items():
-                        values[(locale, name)] = group["accuracy"]
-                else:
-                    for locale, group in m.get("per_locale", {}).items():
-                        values[(locale, name)] = group[{"slot_f1": "slot_f1_spans"}.get(key, key)]
-            for step in ("student", "dc", "icner"):
-                run = read_json(cond_dir / step / "run.json")
-                if run:
-                    wall[step] = run["timings"]["wall_s"]
-            student = read_json(cond_dir / "student" / "run.json")
-            runs[cond_dir.name][seed_dir.name] = {
-                "metrics": values, "wall": wall,
-                "ratio": student["transfer"]["target_ratio"] if student and student["transfer"]["tokens_seen"] else None,
-                "tokens": student["transfer"]["tokens_seen"] if student else None}
-    if not runs:
-        raise UsageError(f"--out-root {out_root}: no seed*/<condition> results found")
-    return runs
-
-
-def locales_of(runs):
-    """"all" first, then each locale; just "all" when there is one locale (its rows would repeat it)."""
-    locales = sorted({loc for seeds in runs.values() for r in seeds.values() for loc, _ in r["metrics"]},
-                     key=lambda loc: (loc != "all", loc))
-    return ["all"] if len(locales) == 2 else locales
-
-
-def summarise(runs):
-    rows = []
-    locales = locales_of(runs)
-    for cond in sorted(runs, key=condition_order):
-        seeds = runs[cond]
-        for locale in locales:
-            for name, _, _, _ in METRICS:
-                values = [r["metrics"].get((locale, name)) for r in seeds.values()]
-                if all(v is None for v in values):
-                    continue
-                mean, low, high = mean_ci(values)
-                row = {"condition": cond, "locale": locale, "metric": name, "seeds": sum(v is not None for v in values),
-                       "mean": mean, "ci_low": low, "ci_high": high}
-                base = runs.get(BASELINE, {})
-                gaps = [r["metrics"].get((locale, name)) - base[s]["metrics"][(locale, name)]
-                        for s, r in seeds.items() if s in base and r["metrics"].get((locale, name)) is not None
-                        and (locale, name) in base[s]["metrics"]]
-                row["gap_vs_generic"], row["gap_ci_low"], row["gap_ci_high"] = mean_ci(gaps) if cond != BASELINE else (None,) * 3
-                row["distill_tokens"] = next((r["tokens"] for r in seeds.values() if r["tokens"] is not None), None)
-                for step in ("student", "dc", "icner"):
-                    walls = [r["wall"][step] for r in seeds.values() if step in r["wall"]]
-                    row[f"{step}_wall_s"] = round(sum(walls) / len(walls), 1) if walls else None
-                rows.append(row)
-    return rows
-
-
-def findings(runs, locale="all"):
-    """One row per (finding, metric) whose two conditions both ran: the mean paired difference
-    over seeds, its 95% CI and a verdict read off the CI."""
-    rows = []
-    for better, worse, claim in FINDINGS:
-        if better not in runs or worse not in runs:
-            continue
-        for name, _, _, higher in METRICS:
-            sign = 1 if higher else -1
-            diffs = [sign * (r["metrics"][(locale, name)] - runs[worse][s]["metrics"][(locale, name)])
-                     for s, r in runs[better].items()
-                     if s in runs[worse] and (locale, name) in r["metrics"] and (locale, name) in runs[worse][s]["metrics"]]
-            if not diffs:
-                continue
-            mean, low, high = mean_ci(diffs)
-            verdict = ("one seed: no CI" if low is None else "reproduced" if low > 0
-                       else "reversed" if high < 0 else "not resolved (CI spans 0)")
-            rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": locale,
-                         "seeds": len(diffs), "diff": mean, "ci_low": low, "ci_high": high, "verdict": verdict})
-    return rows
+VERDICT_MARK = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
+                "one seed: no CI": ""}
 
 
 def fmt(v, pct=True):
@@ -153,24 +44,29 @@ def write_summary(rows, finding_rows):
                     f" [{fmt(cells[n]['ci_low'])}, {fmt(cells[n]['ci_high'])}]" if cells[n]["ci_low"] is not None else "")
                 for n in names) + " |")
         lines.append("")
-    mark = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
-            "one seed: no CI": ""}
     for locale in dict.fromkeys(r["locale"] for r in finding_rows):
         mine = [r for r in finding_rows if r["locale"] == locale]
         names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in mine)]
         lines += [f"### The paper's findings ({'all locales' if locale == 'all' else locale}): paired difference "
-                  "over seeds, positive = the claim holds (SemER sign flipped); 95% CI; verdict from the CI", "",
+                  "over seeds, positive = the claim holds (SemER sign flipped); t: 95% t-interval over seeds; "
+                  "b: 95% paired bootstrap over seeds and test utterances; verdict: both exclude 0", "",
                   "| claim | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
         for claim in dict.fromkeys((r["claim"], r["better"], r["worse"]) for r in mine):
             cells = {r["metric"]: r for r in mine if (r["claim"], r["better"], r["worse"]) == claim}
             seeds = max(r["seeds"] for r in cells.values())
             lines.append(f"| {claim[0]} ({claim[1]} vs {claim[2]}) | {seeds} | " + " | ".join(
-                "" if n not in cells else f"{100 * cells[n]['diff']:+.2f}" + (
-                    f" [{100 * cells[n]['ci_low']:+.2f}, {100 * cells[n]['ci_high']:+.2f}]"
-                    if cells[n]["ci_low"] is not None else "") + (" " + mark[cells[n]["verdict"]]).rstrip()
-                for n in names) + " |")
+                "" if n not in cells else finding_cell(cells[n]) for n in names) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def finding_cell(row):
+    """+2.62 t[-0.80, +6.04] b[+0.40, +4.90] holds"""
+    cell = f"{100 * row['diff']:+.2f}"
+    for tag, low, high in (("t", "ci_low", "ci_high"), ("b", "boot_low", "boot_high")):
+        if row.get(low) not in (None, ""):
+            cell += f" {tag}[{100 * float(row[low]):+.2f}, {100 * float(row[high]):+.2f}]"
+    return (cell + " " + VERDICT_MARK[row["verdict"]]).rstrip()
 
 
 def write_markdown(rows, finding_rows, path):
@@ -217,27 +113,107 @@ def plot(rows, runs, path):
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None):
-    p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out-root", required=True)
-    args = p.parse_args(argv)
-    out_root = Path(args.out_root)
-    runs = collect(out_root)
-    rows = summarise(runs)
-    with open(out_root / "results.csv", "w", newline="") as f:
+def write_sweep_markdown(rows, path):
+    lines = ["Gain over generic-only distillation at each budget (points; SemER sign flipped, positive = better): "
+             "mean over seeds, t: 95% t-interval, b: 95% paired bootstrap over seeds and test utterances.", ""]
+    for condition, label in SWEEP_GAINS:
+        mine = [r for r in rows if r["kind"] == "gain" and r["condition"] == condition]
+        names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in mine)]
+        if not mine:
+            continue
+        lines += [f"### {label} ({condition}) vs generic only", "", "| budget | seeds | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for budget in dict.fromkeys(r["budget"] for r in mine):
+            cells = {r["metric"]: dict(r, diff=r["value"]) for r in mine if r["budget"] == budget}
+            seeds = max(r["seeds"] for r in cells.values())
+            lines.append(f"| {budget.removeprefix('budget_')} | {seeds} | " +
+                         " | ".join(finding_cell(cells[n]) if n in cells else "" for n in names) + " |")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def plot_sweep(rows, path):
+    """Top: each condition's metric against the budget (scratch, teacher as lines). Bottom: the
+    gain over generic-only with its bootstrap (else t) interval."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in rows)]
+    fig, axes = plt.subplots(2, len(names), figsize=(4 * len(names), 6.4), squeeze=False)
+    for col, name in enumerate(names):
+        top, bottom = axes[0][col], axes[1][col]
+        means = [r for r in rows if r["kind"] == "mean" and r["metric"] == name]
+        for condition in sorted({r["condition"] for r in means}, key=condition_order):
+            points = sorted((r["tokens"], r) for r in means if r["condition"] == condition)
+            if condition in ("scratch", "teacher"):
+                top.axhline(100 * points[0][1]["value"], linestyle=":" if condition == "scratch" else "-.",
+                            color="grey" if condition == "scratch" else "black", label=condition)
+            else:
+                errorbars(top, points, "ci_low", "ci_high", condition)
+        for condition, label in SWEEP_GAINS:
+            points = sorted((r["tokens"], r) for r in rows if r["kind"] == "gain" and r["metric"] == name
+                            and r["condition"] == condition)
+            if points:
+                errorbars(bottom, points, "boot_low" if points[0][1]["boot_low"] is not None else "ci_low",
+                          "boot_high" if points[0][1]["boot_low"] is not None else "ci_high", label)
+        bottom.axhline(0, color="grey", linewidth=0.5)
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.set_xlabel("distillation budget (transfer tokens)")
+        top.set_title(name, fontsize=10)
+        bottom.set_ylabel("gain over generic only (points)")
+    axes[0][0].legend(fontsize=7)
+    axes[1][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def errorbars(ax, points, low, high, label):
+    xs = [t for t, _ in points]
+    ys = [100 * r["value"] for _, r in points]
+    err = [[100 * (r["value"] - r[low]) if r[low] is not None else 0 for _, r in points],
+           [100 * (r[high] - r["value"]) if r[high] is not None else 0 for _, r in points]]
+    ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=4, label=label)
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def main(argv=None):
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--out-root", help="a study's folder")
+    g.add_argument("--sweep", help="a budget sweep's folder (its budget_*/ studies)")
+    args = p.parse_args(argv)
+    if args.sweep:
+        return main_sweep(Path(args.sweep))
+    out_root = Path(args.out_root)
+    runs = collect(out_root)
+    rows = summarise(runs)
+    write_csv(rows, out_root / "results.csv")
     finding_rows = [row for locale in locales_of(runs) for row in findings(runs, locale)]
     if finding_rows:
-        with open(out_root / "findings.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(finding_rows[0]))
-            writer.writeheader()
-            writer.writerows(finding_rows)
+        write_csv(finding_rows, out_root / "findings.csv")
     write_markdown(rows, finding_rows, out_root / "results.md")
     plot(rows, runs, out_root / "plots" / "metrics_vs_ratio.png")
     print((out_root / "results.md").read_text())
     print(f"wrote {out_root}/results.csv, results.md, findings.csv, plots/metrics_vs_ratio.png", file=sys.stderr)
+    return 0
+
+
+def main_sweep(out_root):
+    rows = sweep_rows(collect_sweep(out_root))
+    write_csv(rows, out_root / "sweep.csv")
+    write_sweep_markdown(rows, out_root / "sweep.md")
+    plot_sweep(rows, out_root / "plots" / "gain_vs_budget.png")
+    print((out_root / "sweep.md").read_text())
+    print(f"wrote {out_root}/sweep.csv, sweep.md, plots/gain_vs_budget.png", file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ from common.onnx_models import ONNX_FILE, OnnxModel
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
-from common.tasks import load_labels, predict, score, torch_logits_fn
+from common.tasks import load_labels, per_utterance, predict, score, torch_logits_fn
 
 
 def parse_args(argv):
@@ -117,7 +117,8 @@ def main(argv=None):
     if args.output:
         write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
                                         "locales": args.locales, "metrics": metrics,
-                                        "data": {"format": kind, "files": fingerprints}, "versions": versions(),
+                                        "data": {"format": kind, "files": fingerprints},
+                                        "per_utterance": per_utterance(task, utterances, predictions), "versions": versions(),
                                         "device": str(inference_device()) if is_torch(model) else "cpu (onnxruntime)",
                                         "predict_seconds": round(seconds, 3)})
     return 0

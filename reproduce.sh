@@ -5,6 +5,7 @@
 #   bash reproduce.sh --quick    # tiny budgets, one seed, data subsets: a smoke test (minutes)
 #   bash reproduce.sh --multilingual   # pretrain a small en/es/fr teacher here, then the study on
 #                                      # MASSIVE en-US, es-ES, fr-FR (set TEACHER to skip pretraining)
+#   BUDGETS="300k 1M 3M" bash reproduce.sh   # the budget sweep: every transfer set at every budget
 #
 # Every knob is an environment variable (defaults below). Your own data: TARGET_DATA (unlabelled
 # target text: plain text, JSONL, ...; TARGET_TEXT_FIELD), DC_DATA / ICNER_DATA (labelled: MASSIVE,
@@ -27,18 +28,38 @@ set -Eeuo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
 cd "$(dirname "$0")"
 
-QUICK=0 MULTILINGUAL=0 JOB=()
+QUICK=0 MULTILINGUAL=0 JOB=() PROFILE=${PROFILE:-auto}
 USER_OUT_ROOT=${OUT_ROOT:-}   # the quick and multilingual modes default elsewhere, but honour this
 MODE_ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
     --multilingual) MULTILINGUAL=1 ;;
-    --job) JOB=("$2" "$3"); shift 2 ;;  # internal: xargs runs one job through this
-    *) echo "reproduce.sh: error: unknown argument $1 (use --quick and/or --multilingual)" >&2; exit 2 ;;
+    --profile) PROFILE=${2:-}; shift ;;
+    --job) JOB=("$2" "$3" "$4"); shift 3 ;;  # internal: xargs runs one job (seed condition budget) through this
+    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu)" >&2; exit 2 ;;
   esac
   shift
 done
+# GPUs: how many this study may use (a job sees one of them); none on a CPU machine
+NGPU=${NGPU:-$(python -c "import torch; print(torch.cuda.device_count())")}
+export NGPU
+[[ $PROFILE == auto ]] && PROFILE=$([[ $NGPU -gt 0 ]] && echo gpu || echo cpu)
+if [[ $PROFILE != cpu && $PROFILE != gpu ]]; then
+  echo "reproduce.sh: error: --profile '$PROFILE' (use cpu or gpu)" >&2; exit 2
+fi
+if [[ $PROFILE == gpu && $QUICK == 0 ]]; then
+  # The GPU profile (the default where a GPU is visible): the budget that gave good students in
+  # the issue's measured GPU run (3M transfer tokens), 5 seeds, finetuning until dev stops
+  # improving (FT_EPOCHS is a ceiling, --patience 3 stops earlier) and the paper's per-domain ICNER
+  # models. Batch and learning rates stay those of the CPU profile, so only the budget differs.
+  # Never run here: no GPU was lent to this project.
+  SEEDS=${SEEDS:-1 2 3 4 5}
+  TEACHER_SEEDS=${TEACHER_SEEDS:-$SEEDS}
+  DISTILL_TOKENS=${DISTILL_TOKENS:-3000000}
+  FT_EPOCHS=${FT_EPOCHS:-10}
+  ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-1}
+fi
 if [[ $MULTILINGUAL == 1 ]]; then
   # Our own small multilingual teacher (finetune.py --task mlm --from-scratch) unless TEACHER is set,
   # e.g. TEACHER=xlm-roberta-base for users with the hub.
@@ -65,6 +86,7 @@ ADAPTED_RATIOS=${ADAPTED_RATIOS-1 0}   # empty: no adapted teacher
 SEEDS=${SEEDS:-1 2 3}
 TEACHER_SEEDS=${TEACHER_SEEDS:-}
 DISTILL_TOKENS=${DISTILL_TOKENS:-300000}
+BUDGETS=${BUDGETS:-}   # e.g. "300k 1M 3M 10M": a sweep over distillation budgets (transfer tokens) instead
 DISTILL_BATCH=${DISTILL_BATCH:-32}
 SEQ_LEN=${SEQ_LEN:-128}
 STUDENT_LAYERS=${STUDENT_LAYERS:-4}
@@ -106,14 +128,20 @@ fi
 [[ -z "$TEACHER_SEEDS" ]] && TEACHER_SEEDS=$(echo $SEEDS | cut -d' ' -f1)
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 if [[ ${#JOB[@]} == 0 ]]; then
-  # GPUs: how many this study may use (a job sees one of them); none on a CPU machine
-  NGPU=${NGPU:-$(python -c "import torch; print(torch.cuda.device_count())")}
   JOBS=${JOBS:-$(( NGPU > 0 ? NGPU * ${JOBS_PER_GPU:-4} : 1 ))}
   if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
     echo "reproduce.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2
   fi
-  export NGPU
 fi
+for budget in $BUDGETS; do
+  if ! [[ $budget =~ ^[0-9]+(\.[0-9]+)?[kKmMgG]?$ ]]; then
+    echo "reproduce.sh: error: BUDGETS holds '$budget' (transfer tokens: 300000, 300k, 1M, 2.5M)" >&2; exit 2
+  fi
+done
+tokens_of() {  # 300k -> 300000
+  awk -v b="$1" 'BEGIN { u = tolower(substr(b, length(b))); m = u == "k" ? 1e3 : u == "m" ? 1e6 : u == "g" ? 1e9 : 1
+                         printf "%d", (m == 1 ? b : substr(b, 1, length(b) - 1)) * m }'
+}
 for task in $TASKS; do
   if [[ $task != dc && $task != icner ]]; then
     echo "reproduce.sh: error: TASKS holds '$task' (use dc, icner or both)" >&2; exit 2
@@ -178,12 +206,15 @@ if [[ -n "$ADAPTED_RATIOS" && ! -d $ADAPTED ]]; then
     --epochs "$ADAPT_EPOCHS" --overwrite "${EXTRA_ADAPT[@]}"
 fi
 
-run_job() {  # $1 seed, $2 condition: its student, then DC and ICNER finetuning and test evaluation
-  local seed=$1 condition=$2 S=$OUT_ROOT/seed$1
+run_job() {  # $1 seed, $2 condition, $3 budget (- : DISTILL_TOKENS): its student, finetuning, test evaluation
+  local seed=$1 condition=$2 S=$OUT_ROOT/seed$1 amount=("${DISTILL_AMOUNT[@]}")
+  if [[ $3 != - ]]; then
+    S=$OUT_ROOT/budget_$3/seed$1 amount=(--max-tokens "$(tokens_of "$3")")
+  fi
   case $condition in
     scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 ;;  # initialised, not distilled
-    distill_r*) distill "$TEACHER" "${condition#distill_r}" "$S/$condition/student" "$seed" "${DISTILL_AMOUNT[@]}" ;;
-    adapted_r*) distill "$ADAPTED" "${condition#adapted_r}" "$S/$condition/student" "$seed" "${DISTILL_AMOUNT[@]}" ;;
+    distill_r*) distill "$TEACHER" "${condition#distill_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
+    adapted_r*) distill "$ADAPTED" "${condition#adapted_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
   esac
   if [[ $condition == teacher ]]; then
     finetune_and_evaluate "$TEACHER" "$S/teacher" "$seed" "$FT_LR"
@@ -192,8 +223,10 @@ run_job() {  # $1 seed, $2 condition: its student, then DC and ICNER finetuning 
   fi
 }
 
-if [[ ${#JOB[@]} == 2 ]]; then  # one job, launched by xargs below: pinned to a GPU, logged to a file
-  name=seed${JOB[0]}_${JOB[1]} LOG=$OUT_ROOT/logs/seed${JOB[0]}_${JOB[1]}.log
+if [[ ${#JOB[@]} == 3 ]]; then  # one job, launched by xargs below: pinned to a GPU, logged to a file
+  name=seed${JOB[0]}_${JOB[1]}
+  if [[ ${JOB[2]} != - ]]; then name+=_${JOB[2]}; fi
+  LOG=$OUT_ROOT/logs/$name.log
   if [[ $NGPU -gt 0 ]]; then
     IFS=, read -ra GPU_IDS <<< "${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NGPU - 1)))}"
     export CUDA_VISIBLE_DEVICES=${GPU_IDS[$(( SLOT % ${#GPU_IDS[@]} ))]}
@@ -211,31 +244,49 @@ if [[ ${#JOB[@]} == 2 ]]; then  # one job, launched by xargs below: pinned to a 
   exit 0
 fi
 
-jobs_of_the_study() {  # one line per job: seed condition
+jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, or a budget-free condition)
   for seed in $SEEDS; do
-    echo "$seed scratch"
-    for ratio in $RATIOS; do echo "$seed distill_r$ratio"; done
-    for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio"; done
-    if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher"; fi
+    echo "$seed scratch -"
+    for budget in ${BUDGETS:--}; do
+      for ratio in $RATIOS; do echo "$seed distill_r$ratio $budget"; done
+      for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio $budget"; done
+    done
+    if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher -"; fi
   done
 }
+# In a sweep each budget_<B>/ folder is a whole study: scratch and the teacher, which no budget
+# changes, are shared into it by symlinks.
+for budget in $BUDGETS; do
+  for seed in $SEEDS; do
+    mkdir -p "$OUT_ROOT/budget_$budget/seed$seed"
+    for shared in scratch teacher; do ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"; done
+  done
+done
 log "$(jobs_of_the_study | wc -l) jobs, $JOBS at a time"
 if ! jobs_of_the_study | xargs -P "$JOBS" -L 1 --process-slot-var=SLOT bash "$SELF" "${MODE_ARGS[@]}" --job; then
   echo "reproduce.sh: error: a job failed (named above, with its log); rerun the same command to resume" >&2
   exit 1
 fi
 
-python aggregate.py --out-root "$OUT_ROOT"
+FINAL=$OUT_ROOT   # the study whose best student is exported and whose domains are correlated
+if [[ -n $BUDGETS ]]; then
+  for budget in $BUDGETS; do python aggregate.py --out-root "$OUT_ROOT/budget_$budget" > /dev/null; done
+  python aggregate.py --sweep "$OUT_ROOT"
+  FINAL=$OUT_ROOT/budget_$(for b in $BUDGETS; do echo "$(tokens_of "$b") $b"; done | sort -n | tail -1 | cut -d' ' -f2)
+  log "similarity and export from the largest budget: $FINAL"
+else
+  python aggregate.py --out-root "$OUT_ROOT"
+fi
 # Domains are the DC classes; without DC (or with fewer than 3 classes) there is nothing to correlate.
 if [[ " $TASKS " == *" dc "* ]]; then
-  python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA "${DC_FLAGS[@]}" --out-root "$OUT_ROOT" \
+  python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA "${DC_FLAGS[@]}" --out-root "$FINAL" \
     || log "similarity analysis skipped (see the line above)"
 else
   log "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc"
 fi
 
 # Export the best student (highest mean of DC accuracy and ICNER exact match) of the first seed.
-BEST=$(python - "$OUT_ROOT" <<'EOF'
+BEST=$(python - "$FINAL" <<'EOF'
 import csv, sys
 rows = [r for r in csv.DictReader(open(f"{sys.argv[1]}/results.csv")) if r["locale"] == "all"]
 score = {}
@@ -252,11 +303,11 @@ for task in $EXPORT_TASKS; do
   if [[ ! -d $OUT_ROOT/export/$task ]]; then
     mkdir -p "$OUT_ROOT/export"
     # A failed parity check (export.py exits 1) is reported, not fatal: the study's results stand.
-    python export.py --model "$OUT_ROOT/seed$FIRST_SEED/$BEST/$task" --output-dir "$OUT_ROOT/export/$task" \
+    python export.py --model "$FINAL/seed$FIRST_SEED/$BEST/$task" --output-dir "$OUT_ROOT/export/$task" \
       "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" \
       > "$OUT_ROOT/export/$task.latency.txt" || log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi
 done
 echo "$BEST" > "$OUT_ROOT/best_student.txt"
-log "done: $OUT_ROOT/results.md, plots/, similarity.csv, export/"
+log "done: $FINAL/results.md, plots/, similarity.csv${BUDGETS:+, $OUT_ROOT/sweep.md}, $OUT_ROOT/export/"

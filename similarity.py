@@ -80,8 +80,13 @@ def main(argv=None):
     correlations, p_values = {}, {}
     for name, _, _ in GAINS:
         pairs = [(r["similarity"], r[name]) for r in rows if r[name] is not None]
-        correlations[name] = spearman(*zip(*pairs)) if len(pairs) > 2 else float("nan")
-        p_values[name] = spearman_p_value(*zip(*pairs), permutations=2000) if len(pairs) > 2 else float("nan")
+        if len(pairs) < 3:  # e.g. ICNER data without domains (BIO): no per-domain gains to correlate
+            correlations[name] = p_values[name] = float("nan")
+            print(f"Spearman(similarity, {name}): not computed, {len(pairs)} domain(s) with a gain "
+                  f"({'no per-domain test results match the DC classes' if not pairs else 'fewer than 3'})")
+            continue
+        correlations[name] = spearman(*zip(*pairs))
+        p_values[name] = spearman_p_value(*zip(*pairs), permutations=2000)
         print(f"Spearman(similarity, {name}) = {correlations[name]:+.3f} (permutation p = {p_values[name]:.3f}) over "
               f"{len(pairs)} domains (negative: the less similar a domain is to the generic corpus, the more target data helps)")
     (out_root / "similarity.json").write_text(json.dumps({"spearman": correlations, "spearman_p_value": p_values,

@@ -62,6 +62,35 @@ def bootstrap_ci(per_item, statistic, samples=1000, seed=0, level=0.95):
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 
 
+def paired_bootstrap_ci(better, worse, statistic, samples=2000, seed=0, level=0.95):
+    """Mean paired difference statistic(better) - statistic(worse) over seeds, and its percentile
+    bootstrap interval resampling seeds and test utterances together.
+
+    better, worse: one dict of per-utterance arrays [n] per seed, in the same seed order, over the
+    same utterances. statistic(sums, n) -> value, vectorised over rows of sums. Each replicate
+    draws n utterances with replacement (the same ones for every seed and both conditions: the
+    pairing) and k seeds with replacement, and averages the chosen seeds' differences; so the
+    interval holds both sources of variance, a new student seed and a new test set.
+    """
+    k, n = len(better), len(next(iter(better[0].values())))
+    if k == 0 or n == 0 or k != len(worse):
+        return None, None, None
+    full = np.ones((1, n))
+    point = float(np.mean([_difference(b, w, statistic, full, n)[0] for b, w in zip(better, worse)]))
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])  # [B, n]
+    diffs = np.stack([_difference(b, w, statistic, counts, n) for b, w in zip(better, worse)], axis=1)  # [B, k]
+    chosen = rng.integers(0, k, (samples, k))
+    values = np.take_along_axis(diffs, chosen, axis=1).mean(axis=1)
+    alpha = (1 - level) / 2
+    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def _difference(better, worse, statistic, counts, n):
+    sums = [{key: counts @ np.asarray(v, dtype=np.float64) for key, v in items.items()} for items in (better, worse)]
+    return statistic(sums[0], n) - statistic(sums[1], n)
+
+
 def _ratio(a, b):
     return a / b if b else 0.0
 
@@ -102,19 +131,7 @@ def icner_metrics(examples, domains=None, locales=None, bootstrap=1000):
     95% bootstrap CIs of the headline numbers; the same per domain and per locale when given.
     """
     examples = list(examples)
-    stats = defaultdict(list)
-    for text, g_intent, g_slots, p_intent, p_slots in examples:
-        g = Counter((s.type, s.start, s.end) for s in g_slots)
-        p = Counter((s.type, s.start, s.end) for s in p_slots)
-        errors, reference = semantic_errors(g_intent, g_slots, p_intent, p_slots)
-        stats["intent"].append(g_intent == p_intent)
-        stats["tp"].append(sum((g & p).values()))
-        stats["gold"].append(len(g_slots))
-        stats["pred"].append(len(p_slots))
-        stats["errors"].append(errors)
-        stats["reference"].append(reference)
-        stats["exact"].append(g_intent == p_intent and g == p)
-    per_item = {k: np.array(v, dtype=float) for k, v in stats.items()}
+    per_item = icner_items(examples)
     out = _icner_from_items(per_item)
     gold_bio = [char_bio(e[0], e[2]) for e in examples]
     pred_bio = [char_bio(e[0], e[4]) for e in examples]
@@ -136,6 +153,28 @@ def icner_metrics(examples, domains=None, locales=None, bootstrap=1000):
         if groups is not None:
             out[key] = _per_group(groups, lambda idx: _icner_from_items({k: v[idx] for k, v in per_item.items()}))
     return out
+
+
+def icner_items(examples):
+    """Per-utterance counts of ICNER examples (arrays [n]): intent right, slots right (tp), gold and
+    predicted slots, SemER errors and reference size, exact match. Every headline metric but
+    seqeval's is a ratio of their sums, so they are what a bootstrap resamples."""
+    stats = defaultdict(list)
+    for text, g_intent, g_slots, p_intent, p_slots in examples:
+        g = Counter((s.type, s.start, s.end) for s in g_slots)
+        p = Counter((s.type, s.start, s.end) for s in p_slots)
+        errors, reference = semantic_errors(g_intent, g_slots, p_intent, p_slots)
+        stats["intent"].append(g_intent == p_intent)
+        stats["tp"].append(sum((g & p).values()))
+        stats["gold"].append(len(g_slots))
+        stats["pred"].append(len(p_slots))
+        stats["errors"].append(errors)
+        stats["reference"].append(reference)
+        stats["exact"].append(g_intent == p_intent and g == p)
+    return {k: np.array(stats[k], dtype=float) for k in ICNER_ITEMS}
+
+
+ICNER_ITEMS = ("intent", "tp", "gold", "pred", "errors", "reference", "exact")
 
 
 def _icner_from_items(items):

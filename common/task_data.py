@@ -238,7 +238,7 @@ def read_conll(path, split):
     """Token-tag lines, blank-line separated; `# intent = X` / `# domain = X` comments or an intent column."""
     utterances, block, notes = [], [], {}
 
-    def close(number):
+    def close():
         if not block:
             return
         first = block[0][0]
@@ -256,7 +256,7 @@ def read_conll(path, split):
 
     for number, line in _lines(path):
         if not line.strip():
-            close(number)
+            close()
         elif line.startswith("#"):
             match = _COMMENT.match(line)
             if match:
@@ -266,7 +266,7 @@ def read_conll(path, split):
             if len(fields) < 2 or not fields[0]:
                 raise UsageError(f"{path}:{number}: expected a token and its tag (token<TAB>tag), got {line!r}")
             block.append((number, fields))
-    close(None)
+    close()
     return utterances
 
 

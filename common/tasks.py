@@ -119,3 +119,15 @@ def score(task, utterances, predictions, bootstrap=1000):
 def headline(task, metrics):
     """The dev-set number model selection maximises."""
     return metrics["accuracy"] if task == "dc" else metrics["exact_match"]
+
+
+def per_utterance(task, utterances, predictions):
+    """Per-utterance counts (common.metrics.icner_items; DC: correct) with the utterance ids, for
+    bootstraps that pair the same test utterances across models (aggregate.py)."""
+    from common.metrics import icner_items
+    if task == "dc":
+        items = {"correct": [int(u.scenario == p) for u, p in zip(utterances, predictions)]}
+    else:
+        examples = [(u.utt, u.intent, u.slots, i, s) for u, (i, s) in zip(utterances, predictions)]
+        items = {k: v.astype(int).tolist() for k, v in icner_items(examples).items()}
+    return {"id": [u.id for u in utterances], "locale": [u.locale for u in utterances], **items}

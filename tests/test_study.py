@@ -11,8 +11,9 @@ import pytest
 
 import aggregate
 from common.massive import PARTITIONS, load_massive
-from common.metrics import mean_ci
+from common.metrics import mean_ci, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
+from common.study import collect, findings
 from conftest import DATA, REPO, write_bio_folder
 
 
@@ -24,6 +25,25 @@ def test_mean_ci_on_known_numbers():
     assert mean - low == pytest.approx(high - mean)
     assert mean_ci([0.5]) == (0.5, None, None)
     assert mean_ci([0.7, 0.7]) == (0.7, 0.7, 0.7)
+
+
+def test_paired_bootstrap_on_known_numbers():
+    mean_of = lambda s, n: s["x"] / n  # noqa: E731
+    rng = np.random.default_rng(0)
+    worse = [{"x": rng.random(500)} for _ in range(3)]
+    # the same utterances shifted by 0.01, 0.03, 0.05 per seed: utterance resampling moves nothing,
+    # seed resampling draws 3 of the 3 shifts; (1/3)^3 = 3.7% > 2.5% of the draws are all 0.01 (or 0.05)
+    better = [{"x": w["x"] + shift} for w, shift in zip(worse, (0.01, 0.03, 0.05))]
+    mean, low, high = paired_bootstrap_ci(better, worse, mean_of)
+    assert (mean, low, high) == pytest.approx((0.03, 0.01, 0.05))
+    assert paired_bootstrap_ci(worse, worse, mean_of) == (0.0, 0.0, 0.0)
+    # one seed, 0/1 outcomes: the utterance bootstrap of a paired mean difference is close to the
+    # normal interval d +- 1.96 sd / sqrt(n) of the per-utterance differences
+    b, w = (rng.random(4000) < 0.80).astype(float), (rng.random(4000) < 0.75).astype(float)
+    mean, low, high = paired_bootstrap_ci([{"x": b}], [{"x": w}], mean_of, samples=4000)
+    half = 1.96 * np.std(b - w, ddof=1) / np.sqrt(len(b))
+    assert mean == pytest.approx(b.mean() - w.mean())
+    assert low == pytest.approx(mean - half, abs=0.003) and high == pytest.approx(mean + half, abs=0.003)
 
 
 def test_similarity_is_maximal_for_identical_corpora_and_falls_with_difference():
@@ -71,13 +91,13 @@ def test_aggregation_means_cis_and_paired_gaps(tmp_path):
     assert rows[("distill_r0", "dc_accuracy")]["gap_vs_generic"] == ""
     assert (tmp_path / "plots" / "metrics_vs_ratio.png").stat().st_size > 10_000
     assert "| distill_r1 | all | dc_accuracy | 3 | 87.00 |" in (tmp_path / "results.md").read_text()
-    findings = {(r["better"], r["worse"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "findings.csv"))}
-    target_vs_generic = findings[("distill_r1", "distill_r0", "dc_accuracy")]
+    claims = {(r["better"], r["worse"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "findings.csv"))}
+    target_vs_generic = claims[("distill_r1", "distill_r0", "dc_accuracy")]
     assert float(target_vs_generic["diff"]) == pytest.approx(0.05)
     assert target_vs_generic["verdict"] == "reproduced"  # CI 0.05 +- 0.025 excludes 0
     # SemER = 1 - exact here, so its lower-is-better difference flips to the same +0.05
-    assert float(findings[("distill_r1", "distill_r0", "semer")]["diff"]) == pytest.approx(0.05)
-    assert not any(b == "scratch" or w == "scratch" for b, w, _ in findings)  # scratch did not run
+    assert float(claims[("distill_r1", "distill_r0", "semer")]["diff"]) == pytest.approx(0.05)
+    assert not any(b == "scratch" or w == "scratch" for b, w, _ in claims)  # scratch did not run
 
 
 def test_findings_verdicts_read_off_the_ci(tmp_path):
@@ -86,10 +106,77 @@ def test_findings_verdicts_read_off_the_ci(tmp_path):
         fake_result(tmp_path, seed, "distill_r0", d, 0.5, ratio=0.0)
         fake_result(tmp_path, seed, "adapted_r0", a, 0.5, ratio=0.0)
         fake_result(tmp_path, seed, "scratch", s, 0.5)
-    runs = aggregate.collect(tmp_path)
-    verdicts = {(r["better"], r["metric"]): r["verdict"] for r in aggregate.findings(runs)}
+    runs = collect(tmp_path)
+    verdicts = {(r["better"], r["metric"]): r["verdict"] for r in findings(runs)}
     assert verdicts[("adapted_r0", "dc_accuracy")] == "not resolved (CI spans 0)"
     assert verdicts[("distill_r0", "dc_accuracy")] == "reversed"
+
+
+def test_a_verdict_needs_the_bootstrap_over_utterances_too(tmp_path):
+    """Every seed's target-only student gets the same one more test utterance right: the t-interval
+    over seeds is [+2.5, +2.5] points, but a test set drawn without that utterance (36% of draws)
+    shows no gain, so the bootstrap interval reaches 0 and the claim is not resolved."""
+    rng = np.random.default_rng(1)
+    for seed in (1, 2, 3):
+        worse = (rng.random(40) < 0.5).astype(int)
+        worse[7] = 0
+        better = worse.copy()
+        better[7] = 1
+        for condition, correct in (("distill_r0", worse), ("distill_r1", better)):
+            d = tmp_path / f"seed{seed}" / condition
+            d.mkdir(parents=True)
+            (d / "dc_test.json").write_text(json.dumps({
+                "metrics": {"accuracy": correct.mean()},
+                "per_utterance": {"id": [f"u{i}" for i in range(40)], "locale": ["en-US"] * 40,
+                                  "correct": correct.tolist()}}))
+    row = next(r for r in findings(collect(tmp_path)) if r["metric"] == "dc_accuracy")
+    assert row["diff"] == pytest.approx(0.025) and row["ci_low"] == pytest.approx(0.025)
+    # the gain is (times utterance 7 is drawn) / 40, ~Poisson(1): P(0) = 37%, P(<= 3) = 98%
+    assert row["boot_low"] == 0.0 and row["boot_high"] == pytest.approx(3 / 40)
+    assert row["verdict"] == "not resolved (CI spans 0)"
+
+
+def fake_scored(folder, correct, tokens=None, ratio=None):
+    """A condition's dc_test.json with per-utterance results (and its student's run.json)."""
+    folder.mkdir(parents=True)
+    (folder / "dc_test.json").write_text(json.dumps({
+        "metrics": {"accuracy": float(np.mean(correct))},
+        "per_utterance": {"id": [f"u{i}" for i in range(len(correct))], "locale": ["en-US"] * len(correct),
+                          "correct": [int(c) for c in correct]}}))
+    if tokens:
+        (folder / "student").mkdir()
+        (folder / "student" / "run.json").write_text(json.dumps({
+            "transfer": {"target_ratio": ratio, "tokens_seen": tokens}, "timings": {"wall_s": 1.0}}))
+
+
+def test_sweep_aggregation_on_fixture_results(tmp_path):
+    """Two budgets sharing scratch and teacher (symlinks, as reproduce.sh lays them out): the
+    target-only gain is +10 points at 300k and +2 points at 1M, on 200 utterances and 3 seeds."""
+    rng = np.random.default_rng(2)
+    n = 200
+    for seed in (1, 2, 3):
+        base = rng.random(n) < 0.6
+        fake_scored(tmp_path / f"seed{seed}" / "scratch", base)
+        fake_scored(tmp_path / f"seed{seed}" / "teacher", np.ones(n))
+        for budget, tokens, gain in (("300k", 300_000, 20), ("1M", 1_000_000, 4)):
+            seed_dir = tmp_path / f"budget_{budget}" / f"seed{seed}"
+            generic = base.copy()
+            fake_scored(seed_dir / "distill_r0", generic, tokens, 0.0)
+            target = generic.copy()
+            target[np.flatnonzero(~generic)[:gain]] = True  # `gain` more utterances right
+            fake_scored(seed_dir / "distill_r1", target, tokens, 1.0)
+            for shared in ("scratch", "teacher"):
+                (seed_dir / shared).symlink_to(tmp_path / f"seed{seed}" / shared)
+    aggregate.main(["--sweep", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    gains = {r["budget"]: r for r in rows if r["kind"] == "gain" and r["metric"] == "dc_accuracy"}
+    assert float(gains["budget_300k"]["value"]) == pytest.approx(0.10)
+    assert float(gains["budget_1M"]["value"]) == pytest.approx(0.02)
+    assert gains["budget_300k"]["tokens"] == "300000" and gains["budget_300k"]["verdict"] == "reproduced"
+    teacher = {r["budget"]: r["value"] for r in rows if r["kind"] == "mean" and r["condition"] == "teacher"}
+    assert teacher == {"budget_300k": "1.0", "budget_1M": "1.0"}
+    assert "| 300k | 3 | +10.00 t[+10.00, +10.00] b[" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "plots" / "gain_vs_budget.png").stat().st_size > 10_000
 
 
 def quick_study(out_root, **env):
@@ -105,44 +192,56 @@ def results_without_wall_times(study):
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
-def test_reproduce_quick_end_to_end_in_parallel_and_resumed(tmp_path):
+def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     study = tmp_path / "study"
-    proc = quick_study(study, JOBS="2")
+    # 2 and 4 steps of 8 x 64 tokens; the adapted teacher is exercised by the own-data study below
+    proc = quick_study(study, JOBS="2", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "5 jobs, 2 at a time" in proc.stderr
-    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert "6 jobs, 2 at a time" in proc.stderr  # scratch and teacher once, 2 ratios x 2 budgets
+    final = study / "budget_2k"
+    rows = list(csv.DictReader(open(final / "results.csv")))
     conditions = {r["condition"] for r in rows}
-    assert conditions == {"scratch", "distill_r0", "distill_r1", "adapted_r1", "teacher"}
+    assert conditions == {"scratch", "distill_r0", "distill_r1", "teacher"}
     assert {r["metric"] for r in rows} == {"dc_accuracy", "intent_accuracy", "slot_f1", "semer", "exact_match"}
     assert all(0 <= float(r["mean"]) <= (10 if r["metric"] == "semer" else 1) for r in rows)  # SemER counts insertions
-    sim = json.loads((study / "similarity.json").read_text())
+    tokens = {r["condition"]: r["distill_tokens"] for r in rows if r["metric"] == "dc_accuracy"}
+    assert tokens["distill_r1"] == "2048" and tokens["scratch"] == "0"
+    assert {r["distill_tokens"] for r in csv.DictReader(open(study / "budget_1k" / "results.csv"))
+            if r["condition"] == "distill_r1"} == {"1024"}
+    sweep = list(csv.DictReader(open(study / "sweep.csv")))
+    assert {(r["budget"], r["kind"]) for r in sweep if r["condition"] == "distill_r1"} == \
+        {(f"budget_{b}", k) for b in ("1k", "2k") for k in ("mean", "gain")}
+    assert (study / "plots" / "gain_vs_budget.png").is_file() and "target only (distill_r1)" in (study / "sweep.md").read_text()
+    sim = json.loads((final / "similarity.json").read_text())
     assert len(sim["domains"]) == 18 and all(0 <= d["similarity"] <= 1 for d in sim["domains"])
-    assert (study / "plots" / "metrics_vs_ratio.png").is_file() and (study / "plots" / "similarity_vs_gain.png").is_file()
+    assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
     latency = json.loads((study / "export" / "dc" / "latency.json").read_text())
     assert [r["model"] for r in latency["rows"]] == ["PyTorch fp32 teacher", "PyTorch fp32 student",
                                                      "ONNX fp32 student", "ONNX int8 student"]
     parity = json.loads((study / "export" / "dc" / "parity.json").read_text())
     assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
-    assert (study / "logs" / "seed1_distill_r1.log").is_file()
+    assert (study / "logs" / "seed1_distill_r1_2k.log").is_file() and (study / "logs" / "seed1_teacher.log").is_file()
+    per_utterance = json.loads((final / "seed1" / "distill_r1" / "dc_test.json").read_text())["per_utterance"]
+    assert len(per_utterance["id"]) == len(per_utterance["correct"]) == 200
 
-    # One job at a time gives the same results: redo two conditions sequentially (a resumed study
-    # skips everything else) and compare every figure but the wall times.
-    parallel = results_without_wall_times(study)
-    for condition in ("distill_r1", "teacher"):
-        shutil.rmtree(study / "seed1" / condition)
-    (study / "results.csv").unlink()
-    proc = quick_study(study, JOBS="1")
+    # One job at a time gives the same results: redo two jobs sequentially (a resumed study skips
+    # everything else) and compare every figure but the wall times.
+    parallel = results_without_wall_times(final)
+    for folder in (final / "seed1" / "distill_r1", study / "seed1" / "teacher"):
+        shutil.rmtree(folder)
+    (final / "results.csv").unlink()
+    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "start seed1_distill_r1" in proc.stderr and "5 jobs, 1 at a time" in proc.stderr
-    assert results_without_wall_times(study) == parallel
+    assert "start seed1_distill_r1_2k" in proc.stderr and "6 jobs, 1 at a time" in proc.stderr
+    assert results_without_wall_times(final) == parallel
 
     # A failing job stops new launches, names itself and its log; the rest is left to a rerun.
-    for condition in ("scratch", "distill_r0"):
-        shutil.rmtree(study / "seed1" / condition / "dc")
-    proc = quick_study(study, JOBS="1", STUDENT_FT_LR="-1")
+    for condition in ("seed1/scratch", "budget_1k/seed1/distill_r0"):
+        shutil.rmtree(study / condition / "dc")
+    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", STUDENT_FT_LR="-1")
     assert proc.returncode == 1
     assert f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
-    assert "start seed1_distill_r0" not in proc.stderr and "a job failed" in proc.stderr
+    assert "start seed1_distill_r0_1k" not in proc.stderr and "a job failed" in proc.stderr
     assert "argument --lr: -1 is not a number > 0" in (study / "logs" / "seed1_scratch.log").read_text()
 
 
@@ -171,8 +270,16 @@ def test_reproduce_quick_on_your_own_data(tmp_path):
     assert json.loads((study / "export" / "icner" / "parity.json").read_text())["fp32_vs_torch_max_abs_diff"] <= 1e-4
 
 
-def test_jobs_must_be_a_positive_integer(tmp_path):
+def test_jobs_budgets_and_tasks_are_checked_first(tmp_path):
     for jobs in ("0", "two", "-1"):
         proc = quick_study(tmp_path / "never", JOBS=jobs, NGPU="0")
         assert proc.returncode == 2 and proc.stderr.strip() == \
             f"reproduce.sh: error: JOBS must be a positive integer, got '{jobs}'"
+    proc = quick_study(tmp_path / "never", NGPU="0", BUDGETS="300k lots")
+    assert proc.returncode == 2 and "BUDGETS holds 'lots'" in proc.stderr
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--profile", "tpu"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "NGPU": "0", "OUT_ROOT": str(tmp_path / "never")})
+    assert proc.returncode == 2 and "--profile 'tpu' (use cpu or gpu)" in proc.stderr
+    proc = quick_study(tmp_path / "never", NGPU="0", TASKS="dc ner")
+    assert proc.returncode == 2 and "TASKS holds 'ner' (use dc, icner or both)" in proc.stderr
+    assert not (tmp_path / "never").exists()
