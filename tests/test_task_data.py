@@ -70,6 +70,23 @@ def test_every_reader_gives_the_massive_records(converted, data_dir):
             assert [(u.utt, u.scenario) for u in table] == [(u.utt, u.scenario) for u in gold]
 
 
+def test_data_format_forces_the_reader(tmp_path):
+    """.txt split files are sniffed (a header row: TSV; token and tag: CoNLL); --data-format overrides."""
+    for split in ("train", "dev"):
+        (tmp_path / "tsv" / f"{split}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "tsv" / f"{split}.txt").write_text("text\tlabel\nwake me up\talarm\nplay jazz\tmusic\n")
+        (tmp_path / "conll" / f"{split}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "conll" / f"{split}.txt").write_text("# intent = play_music\nplay\tO\njazz\tB-genre\n")
+    assert detect_format(tmp_path / "tsv") == "tsv" and detect_format(tmp_path / "conll") == "conll"
+    rows = load_labelled(tmp_path / "tsv", "dev")[0]
+    assert [(u.utt, u.scenario) for u in rows] == [("wake me up", "alarm"), ("play jazz", "music")]
+    assert load_labelled(tmp_path / "conll", "train")[0][0].slots == [Slot("genre", 5, 9)]
+    with pytest.raises(UsageError, match="tsv/train.txt:1: utterance without an intent"):
+        load_labelled(tmp_path / "tsv", "train", data_format="conll")
+    with pytest.raises(UsageError, match=r"no column 'text' \(columns: # intent = play_music\); set --text-column"):
+        load_labelled(tmp_path / "conll", "train", data_format="tsv")
+
+
 def test_tags_become_slots_as_seqeval_reads_them():
     """Span F1 over the records equals seqeval's F1 over the tags, ill-formed sequences included
     (an I- after O or after another type opens a slot, as in seqeval's default mode)."""
@@ -145,6 +162,8 @@ def test_plain_text_target_data_in_distill_and_mlm(teacher_dir, data_dir, tmp_pa
     rows = tmp_path / "traffic.jsonl"
     write_jsonl(rows, [{"message": u} for u in utterances])
     assert load_target_text(rows, "message").texts == utterances
+    with pytest.raises(UsageError, match="traffic.jsonl:1: no field 'text' \\(set --target-text-field\\)"):
+        load_target_text(rows)
 
     out = tmp_path / "student"
     distill.main(["--teacher", str(teacher_dir), "--target-data", str(text), "--target-ratio", "1",
