@@ -8,9 +8,9 @@
     python finetune.py --task dc --model out/s03 --data my-topics/ --text-column utterance --output-dir out/dc
 
 --data is MASSIVE or your own labelled data: BIO split folders, CoNLL, CSV/TSV/JSONL classification
-(common/task_data.py). Trains on the train partition, picks the best checkpoint on dev (early stopping), never looks at
-test (that is evaluate.py's). The output folder opens with from_pretrained and holds the
-tokenizer, labels.json and run.json.
+(common/task_data.py). Trains on the train split, picks the best checkpoint on dev (early
+stopping), never looks at test (that is evaluate.py's). The output folder opens with
+from_pretrained and holds the tokenizer, labels.json and run.json.
 """
 import json
 import math
