@@ -107,7 +107,8 @@ def plot(rows, runs, path):
         ax.set_title(name + ("" if higher else " (lower is better)"), fontsize=10)
         ax.set_xlabel("target ratio")
         ax.set_xticks([0, 0.3, 0.5, 1])
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # results without students' run.json have no curves
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(exist_ok=True)
     fig.savefig(path, dpi=110)

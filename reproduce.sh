@@ -64,7 +64,19 @@ if [[ $MULTILINGUAL == 1 ]]; then
   # Our own small multilingual teacher (finetune.py --task mlm --from-scratch) unless TEACHER is set,
   # e.g. TEACHER=xlm-roberta-base for users with the hub.
   LOCALES=${LOCALES:-en-US es-ES fr-FR}
-  GENERIC_DATA=${GENERIC_DATA:-../shared/data/wikipedia-lead}
+  if [[ -z ${GENERIC_DATA:-} ]]; then
+    # The generic corpus is the Wikipedia leads of each locale's language. A locale without one
+    # (de-DE, ja-JP here) stops the study: another language's text in its place would be a
+    # different experiment, so that is the user's choice to make with GENERIC_DATA.
+    for locale in $LOCALES; do
+      corpus=${WIKIPEDIA_LEADS:-../shared/data/wikipedia-lead}/${locale%%-*}.jsonl
+      if [[ ! -f $corpus ]]; then
+        echo "reproduce.sh: error: no generic corpus for $locale ($corpus): set GENERIC_DATA (e.g. other" \
+          "languages' leads, a corpus of your own) or leave $locale out of LOCALES" >&2; exit 2
+      fi
+      [[ " ${GENERIC_DATA:-} " == *" $corpus "* ]] || GENERIC_DATA="${GENERIC_DATA:-} $corpus"
+    done
+  fi
   OUT_ROOT=${OUT_ROOT:-out/study-multilingual}
   PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 fi

@@ -179,6 +179,37 @@ def test_sweep_aggregation_on_fixture_results(tmp_path):
     assert (tmp_path / "plots" / "gain_vs_budget.png").stat().st_size > 10_000
 
 
+def test_per_locale_results_and_findings(tmp_path):
+    """Two locales, 100 test utterances each: target-only helps es-ES (+10 points in every seed) and
+    not en-US (the same predictions); tables and findings are per locale, and each locale's
+    bootstrap resamples its own utterances."""
+    rng = np.random.default_rng(3)
+    locales = ["en-US"] * 100 + ["es-ES"] * 100
+    for seed in (1, 2, 3):
+        generic = rng.random(200) < 0.5
+        target = generic.copy()
+        target[100 + np.flatnonzero(~generic[100:])[:10]] = True
+        for condition, correct in (("distill_r0", generic), ("distill_r1", target)):
+            d = tmp_path / f"seed{seed}" / condition
+            d.mkdir(parents=True)
+            (d / "dc_test.json").write_text(json.dumps({
+                "metrics": {"accuracy": correct.mean(),
+                            "per_group": {loc: {"accuracy": correct[i:i + 100].mean()}
+                                          for loc, i in (("en-US", 0), ("es-ES", 100))}},
+                "per_utterance": {"id": [f"u{i}" for i in range(200)], "locale": locales,
+                                  "correct": correct.astype(int).tolist()}}))
+    aggregate.main(["--out-root", str(tmp_path)])
+    rows = {(r["condition"], r["locale"]) for r in csv.DictReader(open(tmp_path / "results.csv"))}
+    assert rows == {(c, loc) for c in ("distill_r0", "distill_r1") for loc in ("all", "en-US", "es-ES")}
+    claims = {r["locale"]: r for r in csv.DictReader(open(tmp_path / "findings.csv"))
+              if r["better"] == "distill_r1" and r["metric"] == "dc_accuracy"}
+    assert float(claims["es-ES"]["diff"]) == pytest.approx(0.10) and claims["es-ES"]["verdict"] == "reproduced"
+    assert float(claims["en-US"]["diff"]) == 0 and claims["en-US"]["verdict"] == "not resolved (CI spans 0)"
+    assert float(claims["en-US"]["boot_low"]) == float(claims["en-US"]["boot_high"]) == 0  # same predictions
+    assert float(claims["all"]["diff"]) == pytest.approx(0.05)
+    assert "### es-ES: mean [95% CI] over seeds" in (tmp_path / "results.md").read_text()
+
+
 def quick_study(out_root, **env):
     env = {**os.environ, "OUT_ROOT": str(out_root), "TARGET_DATA": str(DATA / "massive-1.1"),
            "TASK_DATA": str(DATA / "massive-1.1"), "GENERIC_DATA": str(DATA / "wikipedia-lead" / "en.jsonl"), **env}
@@ -282,4 +313,12 @@ def test_jobs_budgets_and_tasks_are_checked_first(tmp_path):
     assert proc.returncode == 2 and "--profile 'tpu' (use cpu or gpu)" in proc.stderr
     proc = quick_study(tmp_path / "never", NGPU="0", TASKS="dc ner")
     assert proc.returncode == 2 and "TASKS holds 'ner' (use dc, icner or both)" in proc.stderr
+    # the multilingual track's generic corpus is each locale's language: none for de-DE here
+    env = {**os.environ, "NGPU": "0", "OUT_ROOT": str(tmp_path / "never"), "LOCALES": "en-US de-DE",
+           "WIKIPEDIA_LEADS": str(DATA / "wikipedia-lead")}
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--multilingual", "--quick"], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"reproduce.sh: error: no generic corpus for de-DE ({DATA / 'wikipedia-lead' / 'de.jsonl'}): set GENERIC_DATA "
+        "(e.g. other languages' leads, a corpus of your own) or leave de-DE out of LOCALES")
     assert not (tmp_path / "never").exists()
