@@ -104,6 +104,7 @@ SEQ_LEN=${SEQ_LEN:-128}
 STUDENT_LAYERS=${STUDENT_LAYERS:-4}
 STUDENT_HIDDEN=${STUDENT_HIDDEN:-256}
 STUDENT_HEADS=${STUDENT_HEADS:-4}
+DISTILL_FLAGS=${DISTILL_FLAGS:-}   # more distill.py flags for every student, e.g. "--hidden-layers uniform --alpha-attn 1"
 FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike; 1 keeps the 3-seed study under 2 h on 2 cores
 FT_LR=${FT_LR:-1e-4}
 STUDENT_FT_LR=${STUDENT_FT_LR:-3e-4}
@@ -194,7 +195,7 @@ distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
     python distill.py --teacher "$teacher" --generic-data $GENERIC_DATA "${TARGET[@]}" \
       --target-ratio "$ratio" --output-dir "$out" --seed "$seed" \
       --student-layers "$STUDENT_LAYERS" --student-hidden "$STUDENT_HIDDEN" --student-heads "$STUDENT_HEADS" \
-      "${DISTILL_SHAPE[@]}" --resume "$@"
+      "${DISTILL_SHAPE[@]}" $DISTILL_FLAGS --resume "$@"
   fi
 }
 

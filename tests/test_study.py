@@ -286,7 +286,7 @@ def test_reproduce_quick_on_your_own_data(tmp_path):
         write_bio_folder(tmp_path / "slots" / folder, by_split[split])
     study = tmp_path / "study"
     proc = quick_study(study, TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
-                       QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1")
+                       QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1", DISTILL_FLAGS="--hidden-layers uniform --alpha-attn 0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(study / "results.csv")))
     assert {r["condition"] for r in rows} == {"scratch", "distill_r1", "adapted_r1", "teacher"}
@@ -296,6 +296,7 @@ def test_reproduce_quick_on_your_own_data(tmp_path):
     assert adapted["data"]["fingerprints"]["target"][0]["path"] == str(traffic)
     student = json.loads((study / "seed1" / "distill_r1" / "student" / "run.json").read_text())
     assert student["data"]["fingerprints"]["target"][0]["path"] == str(traffic)
+    assert student["args"]["hidden_layers"] == "uniform" and student["args"]["alpha_attn"] == 0.5  # DISTILL_FLAGS
     icner = json.loads((study / "seed1" / "distill_r1" / "icner" / "run.json").read_text())
     assert icner["data"]["fingerprints"]["format"] == "bio"
     assert json.loads((study / "export" / "icner" / "parity.json").read_text())["fp32_vs_torch_max_abs_diff"] <= 1e-4
