@@ -60,6 +60,16 @@ if [[ $PROFILE == gpu && $QUICK == 0 ]]; then
   FT_EPOCHS=${FT_EPOCHS:-10}
   ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-1}
 fi
+if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 0 ]]; then
+  # The CPU profile (the default without a GPU), chosen by measurement on 2 cores (README, "Results:
+  # the CPU default"): finetuning to convergence of dev (3 epochs; 1 left every student underfit),
+  # 5 seeds, and the question's two transfer sets, generic-only and target-only, at 300k transfer
+  # tokens. Each more transfer set (RATIOS="0 0.3 1", ADAPTED_RATIOS="1") adds about 37 min.
+  SEEDS=${SEEDS:-1 2 3 4 5}
+  FT_EPOCHS=${FT_EPOCHS:-3}
+  RATIOS=${RATIOS:-0 1}
+  ADAPTED_RATIOS=${ADAPTED_RATIOS-}
+fi
 if [[ $MULTILINGUAL == 1 ]]; then
   # Our own small multilingual teacher (finetune.py --task mlm --from-scratch) unless TEACHER is set,
   # e.g. TEACHER=xlm-roberta-base for users with the hub.
@@ -105,7 +115,7 @@ STUDENT_LAYERS=${STUDENT_LAYERS:-4}
 STUDENT_HIDDEN=${STUDENT_HIDDEN:-256}
 STUDENT_HEADS=${STUDENT_HEADS:-4}
 DISTILL_FLAGS=${DISTILL_FLAGS:-}   # more distill.py flags for every student, e.g. "--hidden-layers uniform --alpha-attn 1"
-FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike; 1 keeps the 3-seed study under 2 h on 2 cores
+FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike (the profiles above set their own)
 FT_LR=${FT_LR:-1e-4}
 STUDENT_FT_LR=${STUDENT_FT_LR:-3e-4}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-3}
@@ -144,6 +154,12 @@ if [[ ${#JOB[@]} == 0 ]]; then
   JOBS=${JOBS:-$(( NGPU > 0 ? NGPU * ${JOBS_PER_GPU:-4} : 1 ))}
   if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
     echo "reproduce.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2
+  fi
+  # Jobs share the cores. torch starts one thread per core in every process, and two jobs of
+  # 2 threads each on 2 cores ran 5-25x slower than one (OpenMP threads spin-waiting for each
+  # other), so each job gets its share of the cores unless OMP_NUM_THREADS says otherwise.
+  if [[ $JOBS -gt 1 && -z ${OMP_NUM_THREADS:-} ]]; then
+    export OMP_NUM_THREADS=$(( $(nproc) / JOBS > 1 ? $(nproc) / JOBS : 1 ))
   fi
 fi
 for budget in $BUDGETS; do

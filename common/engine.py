@@ -57,7 +57,8 @@ class Engine:
         import accelerate
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         return {"device": str(self.device), "device_name": name, "precision": self.precision,
-                "world_size": self.world_size, "accelerate": accelerate.__version__}
+                "world_size": self.world_size, "cpu_threads": torch.get_num_threads(),
+                "accelerate": accelerate.__version__}
 
     # -- the training step ---------------------------------------------------------------------
     def prepare(self, *objects):

@@ -55,7 +55,7 @@ def bootstrap_ci(per_item, statistic, samples=1000, seed=0, level=0.95):
     if n == 0:
         return [None, None]
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])  # [B, n]
+    counts = _resample_counts(rng, n, samples)
     sums = {k: counts @ np.asarray(v, dtype=np.float64) for k, v in per_item.items()}
     values = np.array([statistic({k: v[b] for k, v in sums.items()}) for b in range(samples)])
     alpha = (1 - level) / 2
@@ -78,12 +78,17 @@ def paired_bootstrap_ci(better, worse, statistic, samples=2000, seed=0, level=0.
     full = np.ones((1, n))
     point = float(np.mean([_difference(b, w, statistic, full, n)[0] for b, w in zip(better, worse)]))
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])  # [B, n]
+    counts = _resample_counts(rng, n, samples)
     diffs = np.stack([_difference(b, w, statistic, counts, n) for b, w in zip(better, worse)], axis=1)  # [B, k]
     chosen = rng.integers(0, k, (samples, k))
     values = np.take_along_axis(diffs, chosen, axis=1).mean(axis=1)
     alpha = (1 - level) / 2
     return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def _resample_counts(rng, n, samples):
+    """[samples, n]: how often each of n items is drawn in each bootstrap replicate of n draws."""
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])
 
 
 def _difference(better, worse, statistic, counts, n):
@@ -209,3 +214,13 @@ def mean_ci(values):
     t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
     half = t * float(values.std(ddof=1)) / np.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+def minimum_detectable_difference(sd, n, power=0.8):
+    """The smallest true paired difference that a two-sided 5% paired t-test over n seeds detects
+    with the given power, when per-seed differences spread with standard deviation sd:
+    (t(0.975, n-1) + t(power, n-1)) * sd / sqrt(n). None below 2 seeds."""
+    if sd is None or n < 2:
+        return None
+    from scipy.stats import t  # scipy comes with scikit-learn, which seqeval needs
+    return float((t.ppf(0.975, n - 1) + t.ppf(power, n - 1)) * sd / np.sqrt(n))

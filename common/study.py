@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from common.metrics import mean_ci, paired_bootstrap_ci
+from common.metrics import mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.run import UsageError
 
 METRICS = [("dc_accuracy", "dc_test.json", "accuracy", True),
@@ -133,10 +133,11 @@ def findings(runs, locale="all"):
             diffs = [sign * (runs[better][s]["metrics"][(locale, name)] - runs[worse][s]["metrics"][(locale, name)])
                      for s in seeds]
             mean, low, high = mean_ci(diffs)
+            sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None  # plans the seeds a CI needs
             boot_low, boot_high = paired_bootstrap(runs, better, worse, seeds, name, locale, sign)
             rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": locale,
                          "seeds": len(diffs), "diff": mean, "ci_low": low, "ci_high": high,
-                         "sd": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,  # plans the seeds a CI needs
+                         "sd": sd, "mdd": minimum_detectable_difference(sd, len(diffs)),
                          "boot_low": boot_low, "boot_high": boot_high, "verdict": verdict(low, high, boot_low, boot_high)})
     return rows
 

@@ -28,30 +28,6 @@ def read_lines(path, n, where=lambda row: True):
     return out
 
 
-def tokens_and_tags(u):
-    """Whitespace tokens of a MASSIVE utterance and their BIO tags, from its character spans."""
-    tokens, tags, position = [], [], 0
-    for token in u.utt.split(" "):
-        start, end = position, position + len(token)
-        position = end + 1
-        tag = "O"
-        for slot in u.slots:
-            if start < slot.end and end > slot.start:
-                tag = ("B-" if start <= slot.start else "I-") + slot.type
-        tokens.append(token)
-        tags.append(tag)
-    return tokens, tags
-
-
-def write_bio_folder(folder, utterances):
-    """MASSIVE utterances in the BIO three-file layout: seq.in, seq.out, label."""
-    folder.mkdir(parents=True)
-    tagged = [tokens_and_tags(u) for u in utterances]
-    (folder / "seq.in").write_text("".join(" ".join(t) + "\n" for t, _ in tagged), encoding="utf-8")
-    (folder / "seq.out").write_text("".join(" ".join(g) + "\n" for _, g in tagged), encoding="utf-8")
-    (folder / "label").write_text("".join(u.intent + "\n" for u in utterances), encoding="utf-8")
-
-
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -11,10 +11,11 @@ import pytest
 
 import aggregate
 from common.massive import PARTITIONS, load_massive
-from common.metrics import mean_ci, paired_bootstrap_ci
+from common.metrics import mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
 from common.study import collect, findings
-from conftest import DATA, REPO, write_bio_folder
+from common.task_data import write_bio
+from conftest import DATA, REPO
 
 
 def test_mean_ci_on_known_numbers():
@@ -25,6 +26,14 @@ def test_mean_ci_on_known_numbers():
     assert mean - low == pytest.approx(high - mean)
     assert mean_ci([0.5]) == (0.5, None, None)
     assert mean_ci([0.7, 0.7]) == (0.7, 0.7, 0.7)
+
+
+def test_minimum_detectable_difference_on_known_numbers():
+    # t(0.975, 4) = 2.7764, t(0.8, 4) = 0.9410 (tables); sd 1 point over 5 seeds
+    assert minimum_detectable_difference(1.0, 5) == pytest.approx((2.7764 + 0.9410) / np.sqrt(5), rel=1e-4)
+    # more seeds, smaller: 10 seeds, t(0.975, 9) = 2.2622, t(0.8, 9) = 0.8834
+    assert minimum_detectable_difference(1.0, 10) == pytest.approx((2.2622 + 0.8834) / np.sqrt(10), rel=1e-4)
+    assert minimum_detectable_difference(1.0, 1) is None and minimum_detectable_difference(None, 5) is None
 
 
 def test_paired_bootstrap_on_known_numbers():
@@ -95,6 +104,8 @@ def test_aggregation_means_cis_and_paired_gaps(tmp_path):
     target_vs_generic = claims[("distill_r1", "distill_r0", "dc_accuracy")]
     assert float(target_vs_generic["diff"]) == pytest.approx(0.05)
     assert target_vs_generic["verdict"] == "reproduced"  # CI 0.05 +- 0.025 excludes 0
+    # sd 0.01 over 3 seeds: (t(0.975, 2) + t(0.8, 2)) * 0.01 / sqrt(3), t(0.8, 2) = 1.0607
+    assert float(target_vs_generic["mdd"]) == pytest.approx((4.303 + 1.0607) * 0.01 / np.sqrt(3), rel=1e-3)
     # SemER = 1 - exact here, so its lower-is-better difference flips to the same +0.05
     assert float(claims[("distill_r1", "distill_r0", "semer")]["diff"]) == pytest.approx(0.05)
     assert not any(b == "scratch" or w == "scratch" for b, w, _ in claims)  # scratch did not run
@@ -211,7 +222,8 @@ def test_per_locale_results_and_findings(tmp_path):
 
 
 def quick_study(out_root, **env):
-    env = {**os.environ, "OUT_ROOT": str(out_root), "TARGET_DATA": str(DATA / "massive-1.1"),
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the study sets threads
+    env = {**inherited, "OUT_ROOT": str(out_root), "TARGET_DATA": str(DATA / "massive-1.1"),
            "TASK_DATA": str(DATA / "massive-1.1"), "GENERIC_DATA": str(DATA / "wikipedia-lead" / "en.jsonl"), **env}
     return subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -254,14 +266,17 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert (study / "logs" / "seed1_distill_r1_2k.log").is_file() and (study / "logs" / "seed1_teacher.log").is_file()
     per_utterance = json.loads((final / "seed1" / "distill_r1" / "dc_test.json").read_text())["per_utterance"]
     assert len(per_utterance["id"]) == len(per_utterance["correct"]) == 200
+    # Two jobs split the cores between them rather than each taking all of them
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert json.loads((final / "seed1" / "distill_r1" / "dc" / "run.json").read_text())["cpu_threads"] == threads
 
-    # One job at a time gives the same results: redo two jobs sequentially (a resumed study skips
-    # everything else) and compare every figure but the wall times.
+    # One job at a time (with the same threads) gives the same results: redo two jobs sequentially
+    # (a resumed study skips everything else) and compare every figure but the wall times.
     parallel = results_without_wall_times(final)
     for folder in (final / "seed1" / "distill_r1", study / "seed1" / "teacher"):
         shutil.rmtree(folder)
     (final / "results.csv").unlink()
-    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="")
+    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "start seed1_distill_r1_2k" in proc.stderr and "6 jobs, 1 at a time" in proc.stderr
     assert results_without_wall_times(final) == parallel
@@ -283,7 +298,7 @@ def test_reproduce_quick_on_your_own_data(tmp_path):
     traffic = tmp_path / "traffic.txt"
     traffic.write_text("".join(u.utt + "\n" for u in by_split["train"]), encoding="utf-8")
     for split, folder in (("train", "train"), ("dev", "valid"), ("test", "test")):
-        write_bio_folder(tmp_path / "slots" / folder, by_split[split])
+        write_bio(tmp_path / "slots" / folder, by_split[split])
     study = tmp_path / "study"
     proc = quick_study(study, TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
                        QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1", DISTILL_FLAGS="--hidden-layers uniform --alpha-attn 0.5")

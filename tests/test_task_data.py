@@ -17,8 +17,8 @@ from common.massive import Slot, load_massive
 from common.metrics import icner_metrics
 from common.run import UsageError
 from common.target_text import load_target_text
-from common.task_data import NO_DOMAIN, detect_format, load_labelled, utterance_from_tags
-from conftest import expect_usage_error, tokens_and_tags, write_bio_folder, write_jsonl
+from common.task_data import NO_DOMAIN, detect_format, load_labelled, utterance_from_tags, words_and_tags, write_bio
+from conftest import expect_usage_error, write_jsonl
 
 SPLITS = {"train": "train", "dev": "valid", "test": "test"}  # the BIO layout's usual folder names
 
@@ -38,8 +38,8 @@ def converted(data_dir, tmp_path_factory):
         (root / name).mkdir()
     for split, folder in SPLITS.items():
         utterances = massive_split(data_dir, split)
-        write_bio_folder(root / "bio" / folder, utterances)
-        tagged = [tokens_and_tags(u) for u in utterances]
+        write_bio(root / "bio" / folder, utterances)
+        tagged = [words_and_tags(u) for u in utterances]
         blocks = [f"# text = {u.utt}\n# intent = {u.intent}\n# domain = {u.scenario}\n" +
                   "".join(f"{token}\t{tag}\n" for token, tag in zip(*tt)) for u, tt in zip(utterances, tagged)]
         (root / "conll" / f"{folder}.conll").write_text("\n".join(blocks), encoding="utf-8")
