@@ -31,7 +31,7 @@ from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, Trans
 
 
 # Arguments that do not change what is computed, so they may differ when resuming.
-RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir", "precision"}
+RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir", "precision", "max_unknown_share"}
 
 
 def parse_args(argv):
@@ -60,6 +60,9 @@ def parse_args(argv):
     g.add_argument("--locales", nargs="+", help="MASSIVE locales to use (default: all; other formats are read whole)")
     g.add_argument("--target-ratio", type=unit_float, required=True,
                    help="share of target tokens in the transfer set: 0 generic only, 0.3 the paper's 7:3, 1 target only")
+    g.add_argument("--max-unknown-share", type=unit_float, default=0.02,
+                   help="refuse a transfer corpus whose pieces the tokenizer reads as unknown more often than this "
+                        "(the English MiniLM reads 20%% of ja-JP as [UNK])")
     g.add_argument("--max-seq-length", type=positive_int, default=128)
 
     g = p.add_argument_group("budget and optimisation")
@@ -117,6 +120,13 @@ def build_stream(args, tokenizer):
         text = load_target_text(args.target_data, args.target_text_field, args.locales)
         fingerprints[TARGET] = text.fingerprints
         target = PackedSequences(TokenSource("target", tokenizer, args.seed + 1, text.texts), args.max_seq_length)
+    for name, flag, packed in ((GENERIC, "--generic-data", generic), (TARGET, "--target-data", target)):
+        share = packed.source.unknown_share if packed is not None else None
+        if share is not None and share > args.max_unknown_share:
+            # A teacher cannot teach text it reads as [UNK], and its students would copy the blind spot.
+            raise UsageError(f"{flag} {' '.join(getattr(args, flag[2:].replace('-', '_')))}: the tokenizer reads "
+                             f"{share:.1%} of its pieces as {tokenizer.unk_token} (--max-unknown-share "
+                             f"{args.max_unknown_share}): use a teacher whose vocabulary covers this language")
     return TransferStream(generic, target, args.target_ratio), fingerprints
 
 
@@ -247,7 +257,8 @@ def distill(args, engine):
             "losses": {"weights": weights, "hidden_layer_pairs": layers,
                        "masking": bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0},
             "data": {"fingerprints": fingerprints, "corpus_tokens": {
-                name: src.source.num_tokens for name, src in stream.sources.items() if src is not None}},
+                name: src.source.num_tokens for name, src in stream.sources.items() if src is not None},
+                "unknown_share": {name: src.source.unknown_share for name, src in stream.sources.items() if src is not None}},
             "budget": {"max_steps": max_steps, "tokens_per_step": tokens_per_step, "global_batch": global_batch},
             "transfer": {"target_ratio": args.target_ratio, "target_share": stream.target_share,
                          "tokens_seen": tokens_seen, "generic_tokens": stream.tokens[GENERIC],

@@ -197,10 +197,11 @@ def _per_group(groups, compute):
     return {g: compute(np.array(idx)) for g, idx in sorted(index.items())}
 
 
-# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (normal beyond).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
+def _t_quantile(q, dof):
+    """Student's t quantile. scipy comes with scikit-learn, which seqeval needs; imported here, as
+    only the study's statistics need it, not every finetuning run that imports these metrics."""
+    from scipy.stats import t
+    return float(t.ppf(q, dof))
 
 
 def mean_ci(values):
@@ -211,8 +212,7 @@ def mean_ci(values):
     mean = float(values.mean())
     if len(values) == 1:
         return mean, None, None
-    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
-    half = t * float(values.std(ddof=1)) / np.sqrt(len(values))
+    half = _t_quantile(0.975, len(values) - 1) * float(values.std(ddof=1)) / np.sqrt(len(values))
     return mean, mean - half, mean + half
 
 
@@ -222,5 +222,4 @@ def minimum_detectable_difference(sd, n, power=0.8):
     (t(0.975, n-1) + t(power, n-1)) * sd / sqrt(n). None below 2 seeds."""
     if sd is None or n < 2:
         return None
-    from scipy.stats import t  # scipy comes with scikit-learn, which seqeval needs
-    return float((t.ppf(0.975, n - 1) + t.ppf(power, n - 1)) * sd / np.sqrt(n))
+    return (_t_quantile(0.975, n - 1) + _t_quantile(power, n - 1)) * sd / np.sqrt(n)

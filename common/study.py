@@ -31,6 +31,8 @@ BASELINE = "distill_r0"  # generic only
 # The paper's findings as paired comparisons (better, worse, claim): per seed, the difference of
 # the two conditions (sign flipped for SemER, so positive always means 'better' holds).
 FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats training from scratch"),
+            # not one of the paper's claims: whether the transfer set a user would pick beats no distillation
+            ("distill_r1", "scratch", "target-only distillation beats training from scratch"),
             ("distill_r0.3", "distill_r0", "7:3 generic:target beats generic only"),
             ("distill_r1", "distill_r0.3", "target only beats 7:3 generic:target"),
             ("distill_r1", "distill_r0", "target only beats generic only"),

