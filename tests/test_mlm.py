@@ -40,11 +40,14 @@ def test_multilingual_teacher_from_scratch_then_logit_kd(teacher_dir, data_dir, 
     tok = AutoTokenizer.from_pretrained(teacher)
     assert type(tok).__name__ == "XLMRobertaTokenizerFast" and len(tok) == 800
     student = tmp_path / "student"
-    distill.main(["--teacher", str(teacher), "--target-data", str(data_dir / "massive"), "--locales", "ja-JP", "de-DE",
+    # en-US: its tokenizer was trained on en/es/fr text, and distill.py refuses text it reads as <unk>
+    # (ja-JP and de-DE: 5.3% of the pieces)
+    distill.main(["--teacher", str(teacher), "--target-data", str(data_dir / "massive"), "--locales", "en-US",
                   "--target-ratio", "1", "--output-dir", str(student), "--max-steps", "3", "--batch-size", "4",
                   "--max-seq-length", "32", "--student-layers", "1", "--student-hidden", "16", "--student-heads", "2",
                   "--alpha-kl", "1", "--alpha-mse", "0", "--alpha-cos", "0"])
-    assert json.loads((student / "run.json").read_text())["teacher"]["has_mlm_head"]
+    run = json.loads((student / "run.json").read_text())
+    assert run["teacher"]["has_mlm_head"] and run["data"]["unknown_share"]["target"] < 0.02
 
 
 def test_masked_positions_only_loss_equals_the_full_head():
