@@ -63,11 +63,11 @@ if [[ $PROFILE == gpu && $QUICK == 0 ]]; then
 fi
 if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 0 ]]; then
   # The CPU profile (the default without a GPU), chosen by measurement on 2 cores (README, "Results:
-  # the CPU study" and "the budget sweep"): finetuning to convergence of dev (3 epochs; 1 left
+  # the CPU default" and "the budget sweep"): finetuning to convergence of dev (3 epochs; 1 left
   # every student underfit), 5 seeds, the question's two transfer sets (generic-only, target-only)
   # at 1M transfer tokens: at 300k their gap stayed under the 5 seeds' detectable difference, at 1M
-  # it was 2 points. About 2.5 h on 2 cores; each more transfer set (RATIOS="0 0.3 1",
-  # ADAPTED_RATIOS="1") adds about 52 min.
+  # it was 1.5-2.7 points and resolved on every metric. 2 h 31 min on 2 cores; each more transfer
+  # set (RATIOS="0 0.3 1", ADAPTED_RATIOS="1") adds about 52 min.
   SEEDS=${SEEDS:-1 2 3 4 5}
   DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
   FT_EPOCHS=${FT_EPOCHS:-3}
@@ -77,8 +77,8 @@ fi
 if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
   # The multilingual CPU profile: the English profile's budget per student, DC only (one student
   # finetunes on the three locales' 34,542 train utterances: 3x the English cost per condition)
-  # and three seeds, the fewest that give a CI. Estimated 2.7 h on 2 cores from the job times
-  # measured so far (README, "the multilingual track"); TASKS="dc icner" adds the ICNER models.
+  # and three seeds, the fewest that give a CI. About 2 h 40 min on 2 cores, estimated from its
+  # first jobs (README, "the multilingual CPU default"); TASKS="dc icner" adds the ICNER models.
   SEEDS=${SEEDS:-1 2 3}
   DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
   FT_EPOCHS=${FT_EPOCHS:-3}
@@ -89,9 +89,9 @@ fi
 if [[ $MULTILINGUAL == 1 ]]; then
   # The teacher, chosen by measurement (README, "the multilingual track"): the offline English
   # all-MiniLM-L6-v2, as in the English study. Its WordPiece reads es-ES, fr-FR and de-DE without
-  # unknown pieces and, finetuned, classifies their domains far better (73-74% DC after one epoch)
-  # than the teacher pretrained here in our budgeted run (400 steps: 35-37%). It cannot read ja-JP (distill.py
-  # refuses text it reads as [UNK]): set TEACHER to a multilingual model there, e.g.
+  # unknown pieces and, finetuned, classifies their domains far better (72.6-74.4% DC after one
+  # epoch) than the teacher pretrained here in our budgeted run (400 steps: 35-37%). It cannot read
+  # ja-JP (distill.py refuses text it reads as [UNK]): set TEACHER to a multilingual model there, e.g.
   # TEACHER=xlm-roberta-base with the hub, or PRETRAIN_TEACHER=1 to pretrain one here on GENERIC_DATA.
   LOCALES=${LOCALES:-en-US es-ES fr-FR}
   if [[ -z ${GENERIC_DATA:-} ]]; then
@@ -211,12 +211,12 @@ finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning
   mkdir -p "$dir"
   for task in $TASKS; do
     local -n flags=${task^^}_FLAGS
-    if [[ ! -d $dir/$task ]]; then
+    if [[ ! -d $dir/$task ]]; then  # an interrupted finetuning resumes from its last checkpoint (each epoch)
       log "finetune $task: $dir"
       local per_domain=()
       [[ $task == icner && $ICNER_PER_DOMAIN == 1 ]] && per_domain=(--all-domains)
       python finetune.py --task $task --model "$model" "${flags[@]}" --output-dir "$dir/$task" \
-        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite "${per_domain[@]}" \
+        --epochs "$FT_EPOCHS" --lr "$lr" --seed "$seed" --overwrite --resume "${per_domain[@]}" \
         ${FT_MAX_TRAIN:+--max-train-utterances $FT_MAX_TRAIN} ${FT_MAX_DEV:+--max-dev-utterances $FT_MAX_DEV} "${EXTRA_FT[@]}"
     fi
     if [[ ! -f $dir/${task}_test.json ]]; then
