@@ -7,6 +7,7 @@
 #                                      # Wikipedia leads as generic corpus (PRETRAIN_TEACHER=1: our
 #                                      # own teacher, pretrained here, instead of the English MiniLM)
 #   BUDGETS="300k 1M 3M" bash reproduce.sh   # the budget sweep: every transfer set at every budget
+#   bash reproduce.sh --multilingual --plan   # what it would run (profile, knobs, jobs), writing nothing
 #
 # Every knob is an environment variable (defaults below). Your own data: TARGET_DATA (unlabelled
 # target text: plain text, JSONL, ...; TARGET_TEXT_FIELD), DC_DATA / ICNER_DATA (labelled: MASSIVE,
@@ -29,7 +30,7 @@ set -Eeuo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
 cd "$(dirname "$0")"
 
-QUICK=0 MULTILINGUAL=0 JOB=() PROFILE=${PROFILE:-auto}
+QUICK=0 MULTILINGUAL=0 PLAN=0 JOB=() PROFILE=${PROFILE:-auto}
 USER_OUT_ROOT=${OUT_ROOT:-}   # the quick and multilingual modes default elsewhere, but honour this
 MODE_ARGS=("$@")
 while [[ $# -gt 0 ]]; do
@@ -37,8 +38,9 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1 ;;
     --multilingual) MULTILINGUAL=1 ;;
     --profile) PROFILE=${2:-}; shift ;;
+    --plan) PLAN=1 ;;
     --job) JOB=("$2" "$3" "$4"); shift 3 ;;  # internal: xargs runs one job (seed condition budget) through this
-    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu)" >&2; exit 2 ;;
+    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --plan)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -49,7 +51,19 @@ export NGPU
 if [[ $PROFILE != cpu && $PROFILE != gpu ]]; then
   echo "reproduce.sh: error: --profile '$PROFILE' (use cpu or gpu)" >&2; exit 2
 fi
-if [[ $PROFILE == gpu && $QUICK == 0 ]]; then
+if [[ $PROFILE == gpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
+  # The multilingual GPU profile: the multilingual CPU profile (DC, generic-only vs target-only,
+  # 3 finetuning epochs, the teacher in the first seed) with what a GPU affords: 5 seeds (3 leave a
+  # detectable difference of ~3 per-seed sd) and 3M transfer tokens, the budget that gave good
+  # students in the English GPU run. Only seeds and budget differ from the CPU profile.
+  SEEDS=${SEEDS:-1 2 3 4 5}
+  DISTILL_TOKENS=${DISTILL_TOKENS:-3000000}
+  FT_EPOCHS=${FT_EPOCHS:-3}
+  RATIOS=${RATIOS:-0 1}
+  ADAPTED_RATIOS=${ADAPTED_RATIOS-}
+  TASKS=${TASKS:-dc}
+fi
+if [[ $PROFILE == gpu && $QUICK == 0 && $MULTILINGUAL == 0 ]]; then
   # The GPU profile (the default where a GPU is visible): the budget that gave good students in
   # the issue's measured GPU run (3M transfer tokens), 5 seeds, finetuning until dev stops
   # improving (FT_EPOCHS is a ceiling, --patience 3 stops earlier) and the paper's per-domain ICNER
@@ -200,6 +214,27 @@ for task in $TASKS; do
     echo "reproduce.sh: error: TASKS holds '$task' (use dc, icner or both)" >&2; exit 2
   fi
 done
+jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, or a budget-free condition)
+  for seed in $SEEDS; do
+    echo "$seed scratch -"
+    for budget in ${BUDGETS:--}; do
+      for ratio in $RATIOS; do echo "$seed distill_r$ratio $budget"; done
+      for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio $budget"; done
+    done
+    if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher -"; fi
+  done
+}
+if [[ $PLAN == 1 ]]; then  # --plan: what the study would run, in the profile chosen, writing nothing
+  echo "profile $PROFILE$([[ $QUICK == 1 ]] && echo ", quick")$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual")"
+  echo "TEACHER=${TEACHER:-$OUT_ROOT/pretrained_teacher (pretrained first, $PRETRAIN_STEPS steps)}"
+  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS FT_EPOCHS \
+              GENERIC_DATA TARGET_DATA OUT_ROOT JOBS; do
+    echo "$knob=$(echo ${!knob:-})"   # unquoted inside: one space between words
+  done
+  echo "$(jobs_of_the_study | wc -l) jobs (seed condition budget):"
+  jobs_of_the_study
+  exit 0
+fi
 mkdir -p "$OUT_ROOT/logs"
 TARGET=(--target-data $TARGET_DATA --locales $LOCALES ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"})
 LABELLED=(--locales $LOCALES --data-format "$DATA_FORMAT" --text-column "$TEXT_COLUMN" --label-column "$LABEL_COLUMN")
@@ -300,16 +335,6 @@ if [[ ${#JOB[@]} == 3 ]]; then  # one job, launched by xargs below: pinned to a 
   exit 0
 fi
 
-jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, or a budget-free condition)
-  for seed in $SEEDS; do
-    echo "$seed scratch -"
-    for budget in ${BUDGETS:--}; do
-      for ratio in $RATIOS; do echo "$seed distill_r$ratio $budget"; done
-      for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio $budget"; done
-    done
-    if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher -"; fi
-  done
-}
 # In a sweep each budget_<B>/ folder is a whole study: scratch and the teacher, which no budget
 # changes, are shared into it by symlinks.
 for budget in $BUDGETS; do

@@ -16,6 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def script_env(**extra):
+    """The environment of a script run as a subprocess: the repository first on PYTHONPATH, ahead
+    of (not instead of) the caller's, which may hold the packages themselves (a GPU machine with
+    its packages installed into a folder of its own)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def read_lines(path, n, where=lambda row: True):
     out = []
     with open(path, encoding="utf-8") as f:

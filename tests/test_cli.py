@@ -1,6 +1,5 @@
 """What every script shares: numbers checked at parse time, outputs checked before any work,
 SIGINT / SIGTERM that stop at a safe point with one line."""
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import evaluate
 import export
 import finetune
 import predict
-from conftest import REPO, expect_usage_error
+from conftest import REPO, expect_usage_error, script_env
 
 # (script, flag, bad value, what the error says) for every kind of numeric flag
 BAD_NUMBERS = [
@@ -91,7 +90,7 @@ def test_outputs_are_checked_before_any_work(teacher_dir, data_dir, tmp_path, ca
 
 
 def start(script, args):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = script_env(OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / script), *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

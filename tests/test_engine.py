@@ -2,7 +2,6 @@
 torchrun with two processes, checkpoints refused on another precision or world size, and the
 same scripts on CUDA (tests marked gpu, skipped without one)."""
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,9 +14,9 @@ from safetensors.torch import load_file
 
 from common.engine import LOOP_STATE, Engine
 from common.run import UsageError
-from conftest import REPO
+from conftest import REPO, script_env
 
-ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+ENV = script_env(OMP_NUM_THREADS="1")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

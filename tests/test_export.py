@@ -1,6 +1,5 @@
 """export.py, ONNX evaluation and the predictor on tiny finetuned models."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import finetune
 import predict
 from common.onnx_models import OnnxModel, Predictor, cpu_isa
 from common.run import UsageError
-from conftest import REPO, expect_usage_error, make_teacher
+from conftest import REPO, expect_usage_error, make_teacher, script_env
 
 
 # Tiny models have near-tied logits and the dev subset has 152 utterances (one flip = 0.66%), so
@@ -144,7 +143,7 @@ def test_a_benchmark_whose_model_fails_to_load_is_one_line_not_a_hang(finetuned,
     proc = subprocess.run([sys.executable, str(REPO / "export.py"), "--model", str(finetuned / "dc"), "--output-dir",
                            str(out), "--no-parity", "--no-quantize", "--data", str(data_dir / "massive"),
                            "--locales", "en-US", "--benchmark", "--benchmark-utterances", "5", "--teacher", str(broken)],
-                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                          cwd=REPO, env=script_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]

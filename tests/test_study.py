@@ -368,3 +368,35 @@ def test_jobs_budgets_and_tasks_are_checked_first(tmp_path):
         f"reproduce.sh: error: no generic corpus for de-DE ({DATA / 'wikipedia-lead' / 'de.jsonl'}): set GENERIC_DATA "
         "(e.g. other languages' leads, a corpus of your own) or leave de-DE out of LOCALES")
     assert not (tmp_path / "never").exists()
+
+
+def plan(out_root, *args, **env):
+    """reproduce.sh --plan: the knobs and jobs a profile would run, as a dict and a list."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SEEDS", "GENERIC_DATA")}, "NGPU": "0",
+           "OUT_ROOT": str(out_root), "WIKIPEDIA_LEADS": str(DATA / "wikipedia-lead"), **env}
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), *args, "--plan"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    jobs_at = next(i for i, line in enumerate(lines) if line.endswith("jobs (seed condition budget):"))
+    knobs = dict(line.split("=", 1) for line in lines[1:jobs_at])
+    assert int(lines[jobs_at].split()[0]) == len(lines) - jobs_at - 1
+    return lines[0], knobs, [tuple(line.split()) for line in lines[jobs_at + 1:]]
+
+
+def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    profile, knobs, jobs = plan(out, "--multilingual", "--profile", "gpu")
+    assert profile == "profile gpu, multilingual"
+    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["TASKS"], knobs["RATIOS"]) == ("1 2 3 4 5", "3000000", "dc", "0 1")
+    assert knobs["GENERIC_DATA"] == " ".join(str(DATA / "wikipedia-lead" / f"{lang}.jsonl") for lang in ("en", "es", "fr"))
+    assert len(jobs) == 16 and ("1", "teacher", "-") in jobs and ("2", "teacher", "-") not in jobs
+    _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu")
+    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3", "1000000", "3", 10)
+    _, knobs, jobs = plan(out, "--profile", "gpu")  # English: a teacher per seed, every transfer set
+    assert (knobs["TASKS"], knobs["TEACHER_SEEDS"], len(jobs)) == ("dc icner", "1 2 3 4 5", 5 * (1 + 3 + 2 + 1))
+    _, knobs, jobs = plan(out, "--profile", "cpu", SEEDS="7 8", BUDGETS="300k 1M")  # a knob set by the user wins
+    assert knobs["SEEDS"] == "7 8" and ("8", "distill_r1", "1M") in jobs and len(jobs) == 2 * (1 + 2 * 2 + 1) - 1
+    _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
+    assert knobs["TEACHER"] == f"{out}/pretrained_teacher (pretrained first, 3000 steps)"
+    assert not out.exists()
