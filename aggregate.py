@@ -7,7 +7,8 @@ budgets and wall times, and a plot of every metric against the target ratio.
 
 Reads OUT_ROOT/seed*/<condition>/{dc_test.json, icner_test.json, student/run.json, dc/run.json,
 icner/run.json}; writes OUT_ROOT/results.csv, results.md (at-a-glance tables, the paper's findings
-with verdicts read off paired CIs, every row), findings.csv and plots/metrics_vs_ratio.png.
+with verdicts read off paired CIs, every row), findings.csv and plots/metrics_vs_ratio.png; with
+several locales also contrasts.csv: each finding's difference in one locale minus that in another.
 --sweep reads every OUT_ROOT/budget_<B>/ (each a study as above) and writes OUT_ROOT/sweep.csv,
 sweep.md and plots/gain_vs_budget.png: each transfer set's gain over generic-only against the
 distillation budget, the question being which transfer set to use at *your* budget.
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 
 from common.run import ArgumentParser, run_cli
-from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, condition_order, findings, locales_of,
-                          summarise, sweep_rows)
+from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, condition_order, findings, locale_contrasts,
+                          locales_of, summarise, sweep_rows)
 
 VERDICT_MARK = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
                 "one seed: no CI": ""}
@@ -28,8 +29,8 @@ def fmt(v, pct=True):
     return "" if v is None else f"{100 * v:.2f}" if pct else f"{v}"
 
 
-def write_summary(rows, finding_rows):
-    """The at-a-glance tables: conditions x metrics, then the paper's findings."""
+def write_summary(rows, finding_rows, contrast_rows=()):
+    """The at-a-glance tables: conditions x metrics, the paper's findings, their locale contrasts."""
     lines = []
     for locale in sorted({r["locale"] for r in rows}, key=lambda loc: (loc != "all", loc)):
         mine = [r for r in rows if r["locale"] == locale]
@@ -57,19 +58,32 @@ def write_summary(rows, finding_rows):
             lines.append(f"| {claim[0]} ({claim[1]} vs {claim[2]}) | {seeds} | " + " | ".join(
                 "" if n not in cells else finding_cell(cells[n]) for n in names) + " |")
         lines.append("")
+    if contrast_rows:
+        names = [m[0] for m in METRICS if any(r["metric"] == m[0] for r in contrast_rows)]
+        lines += ["### Between locales: a finding's paired difference in one locale minus that in another; t: 95% "
+                  "t-interval over seeds; b: 95% bootstrap over seeds and each locale's test utterances; "
+                  "'larger in': both exclude 0", "",
+                  "| claim | locales | seeds | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        for claim in dict.fromkeys((r["claim"], r["better"], r["worse"], r["locale"]) for r in contrast_rows):
+            cells = {r["metric"]: r for r in contrast_rows if (r["claim"], r["better"], r["worse"], r["locale"]) == claim}
+            a, b = claim[3].split(" - ")
+            marks = {**VERDICT_MARK, "reproduced": f"larger in {a}", "reversed": f"larger in {b}"}
+            lines.append(f"| {claim[0]} ({claim[1]} vs {claim[2]}) | {claim[3]} | {max(r['seeds'] for r in cells.values())} | "
+                         + " | ".join("" if n not in cells else finding_cell(cells[n], marks) for n in names) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
-def finding_cell(row):
+def finding_cell(row, marks=VERDICT_MARK):
     """+2.62 t[-0.80, +6.04] b[+0.40, +4.90] holds"""
     cell = f"{100 * row['diff']:+.2f}"
     for tag, low, high in (("t", "ci_low", "ci_high"), ("b", "boot_low", "boot_high")):
         if row.get(low) not in (None, ""):
             cell += f" {tag}[{100 * float(row[low]):+.2f}, {100 * float(row[high]):+.2f}]"
-    return (cell + " " + VERDICT_MARK[row["verdict"]]).rstrip()
+    return (cell + " " + marks[row["verdict"]]).rstrip()
 
 
-def write_markdown(rows, finding_rows, path):
+def write_markdown(rows, finding_rows, path, contrast_rows=()):
     lines = ["| condition | locale | metric | seeds | mean | 95% CI | gap vs generic-only (95% CI) | distil tokens | wall s (distil / dc / icner) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -79,7 +93,7 @@ def write_markdown(rows, finding_rows, path):
         walls = " / ".join(fmt(r[f"{s}_wall_s"], False) or "-" for s in ("student", "dc", "icner"))
         lines.append(f"| {r['condition']} | {r['locale']} | {r['metric']} | {r['seeds']} | {fmt(r['mean'])} | {ci} | "
                      f"{gap} | {r['distill_tokens'] or ''} | {walls} |")
-    path.write_text("All numbers in %, test partition; SemER: lower is better.\n\n" + write_summary(rows, finding_rows)
+    path.write_text("All numbers in %, test partition; SemER: lower is better.\n\n" + write_summary(rows, finding_rows, contrast_rows)
                     + "\n### Every condition, metric and locale\n\n" + "\n".join(lines) + "\n")
 
 
@@ -201,7 +215,10 @@ def main(argv=None):
     finding_rows = [row for locale in locales_of(runs) for row in findings(runs, locale)]
     if finding_rows:
         write_csv(finding_rows, out_root / "findings.csv")
-    write_markdown(rows, finding_rows, out_root / "results.md")
+    contrast_rows = locale_contrasts(runs)
+    if contrast_rows:
+        write_csv(contrast_rows, out_root / "contrasts.csv")
+    write_markdown(rows, finding_rows, out_root / "results.md", contrast_rows)
     plot(rows, runs, out_root / "plots" / "metrics_vs_ratio.png")
     print((out_root / "results.md").read_text())
     print(f"wrote {out_root}/results.csv, results.md, findings.csv, plots/metrics_vs_ratio.png", file=sys.stderr)

@@ -381,12 +381,15 @@ FIRST_SEED=$(echo $SEEDS | cut -d' ' -f1)
 log "best student: $BEST (exported from seed $FIRST_SEED)"
 for task in $EXPORT_TASKS; do
   declare -n flags=${task^^}_FLAGS
-  if [[ ! -d $OUT_ROOT/export/$task ]]; then
+  model=$FINAL/seed$FIRST_SEED/$BEST/$task
+  # Exported once per model: a sweep extended to a larger budget (or a new best) exports again.
+  if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$model" ]]; then
     mkdir -p "$OUT_ROOT/export"
     # A failed parity check (export.py exits 1) is reported, not fatal: the study's results stand.
-    python export.py --model "$FINAL/seed$FIRST_SEED/$BEST/$task" --output-dir "$OUT_ROOT/export/$task" \
+    python export.py --model "$model" --output-dir "$OUT_ROOT/export/$task" --overwrite \
       "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" \
       > "$OUT_ROOT/export/$task.latency.txt" || log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
+    [[ -d $OUT_ROOT/export/$task ]] && echo "$model" > "$OUT_ROOT/export/$task.model"
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi
 done

@@ -87,6 +87,10 @@ def main(argv=None):
             continue
         correlations[name] = spearman(*zip(*pairs))
         p_values[name] = spearman_p_value(*zip(*pairs), permutations=2000)
+        if np.isnan(correlations[name]):  # every domain the same gain (or the same similarity): no ranks
+            print(f"Spearman(similarity, {name}): not computed, every one of the {len(pairs)} domains has the same "
+                  f"{'gain' if len({g for _, g in pairs}) == 1 else 'similarity'}")
+            continue
         print(f"Spearman(similarity, {name}) = {correlations[name]:+.3f} (permutation p = {p_values[name]:.3f}) over "
               f"{len(pairs)} domains (negative: the less similar a domain is to the generic corpus, the more target data helps)")
     (out_root / "similarity.json").write_text(json.dumps({"spearman": correlations, "spearman_p_value": p_values,

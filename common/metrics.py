@@ -75,15 +75,45 @@ def paired_bootstrap_ci(better, worse, statistic, samples=2000, seed=0, level=0.
     k, n = len(better), len(next(iter(better[0].values())))
     if k == 0 or n == 0 or k != len(worse):
         return None, None, None
-    full = np.ones((1, n))
-    point = float(np.mean([_difference(b, w, statistic, full, n)[0] for b, w in zip(better, worse)]))
+    point = float(_differences(better, worse, statistic, np.ones((1, n)), n).mean())
     rng = np.random.default_rng(seed)
-    counts = _resample_counts(rng, n, samples)
-    diffs = np.stack([_difference(b, w, statistic, counts, n) for b, w in zip(better, worse)], axis=1)  # [B, k]
+    diffs = _differences(better, worse, statistic, _resample_counts(rng, n, samples), n)  # [B, k]
+    return (point, *_seed_bootstrap_interval(rng, diffs, level))
+
+
+def contrast_bootstrap_ci(pair_a, pair_b, statistic, samples=2000, seed=0, level=0.95):
+    """Whether a paired difference is larger on one test set than on another (two locales): the
+    mean over seeds of [statistic(better) - statistic(worse)] on set a minus the same on set b,
+    and its percentile bootstrap interval. pair_a, pair_b: (better, worse) as in
+    paired_bootstrap_ci, over the same seeds. Each replicate draws each set's utterances with
+    replacement (independently: the sets are disjoint) and the seeds once for both sets.
+    """
+    (better_a, worse_a), (better_b, worse_b) = pair_a, pair_b
+    k, sizes = len(better_a), [len(next(iter(b[0].values()))) if b else 0 for b in (better_a, better_b)]
+    if k == 0 or 0 in sizes or not len(worse_a) == len(better_b) == len(worse_b) == k:
+        return None, None, None
+    (n_a, n_b) = sizes
+    point = float((_differences(better_a, worse_a, statistic, np.ones((1, n_a)), n_a)
+                   - _differences(better_b, worse_b, statistic, np.ones((1, n_b)), n_b)).mean())
+    rng = np.random.default_rng(seed)
+    contrasts = (_differences(better_a, worse_a, statistic, _resample_counts(rng, n_a, samples), n_a)
+                 - _differences(better_b, worse_b, statistic, _resample_counts(rng, n_b, samples), n_b))  # [B, k]
+    return (point, *_seed_bootstrap_interval(rng, contrasts, level))
+
+
+def _differences(better, worse, statistic, counts, n):
+    """[replicates, seeds]: each seed's difference under each row of resample counts."""
+    return np.stack([_difference(b, w, statistic, counts, n) for b, w in zip(better, worse)], axis=1)
+
+
+def _seed_bootstrap_interval(rng, values, level):
+    """Percentile interval of the mean over k seeds drawn with replacement, one draw per replicate
+    (row) of values [replicates, k]."""
+    samples, k = values.shape
     chosen = rng.integers(0, k, (samples, k))
-    values = np.take_along_axis(diffs, chosen, axis=1).mean(axis=1)
+    means = np.take_along_axis(values, chosen, axis=1).mean(axis=1)
     alpha = (1 - level) / 2
-    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 def _resample_counts(rng, n, samples):

@@ -3,15 +3,18 @@
 The layout is reproduce.sh's: OUT_ROOT/seed<S>/<condition>/{dc_test.json, icner_test.json,
 student/run.json, dc/run.json, icner/run.json}, and for a budget sweep OUT_ROOT/budget_<B>/ holding
 one such study per budget. Each of the paper's findings is a paired comparison of two conditions:
-a t-interval over seeds and a bootstrap over seeds and test utterances (common.metrics).
+a t-interval over seeds and a bootstrap over seeds and test utterances (common.metrics). With
+several locales, each finding is also contrasted between every two locales: is its difference
+larger in one than in the other?
 """
 import json
 import re
 from collections import defaultdict
+from itertools import combinations
 
 import numpy as np
 
-from common.metrics import mean_ci, minimum_detectable_difference, paired_bootstrap_ci
+from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.run import UsageError
 
 METRICS = [("dc_accuracy", "dc_test.json", "accuracy", True),
@@ -161,16 +164,60 @@ def verdict(low, high, boot_low, boot_high):
 def paired_bootstrap(runs, better, worse, seeds, name, locale, sign):
     """(low, high) of the paired bootstrap (common.metrics.paired_bootstrap_ci); None without
     per-utterance results or when the two conditions were scored on different utterances."""
+    pair = per_utterance_pair(runs, better, worse, seeds, name, locale)
+    if pair is None:
+        return None, None
+    _, low, high = paired_bootstrap_ci(*pair, STATISTICS[name], samples=BOOTSTRAP_SAMPLES)
+    return (sign * low, sign * high) if sign > 0 else (sign * high, sign * low)
+
+
+def per_utterance_pair(runs, better, worse, seeds, name, locale):
+    """([better's per-utterance counts per seed], [worse's]) on one locale's test utterances (all:
+    every one), or None without per-utterance results, with fewer than 2 seeds, or when the two
+    conditions were scored on different utterances."""
     pairs = [(runs[better][s]["utterances"].get(name), runs[worse][s]["utterances"].get(name)) for s in seeds]
     if len(seeds) < 2 or any(b is None or w is None or b["id"] != w["id"] or b["id"] != pairs[0][0]["id"]
                              for b, w in pairs):
-        return None, None
+        return None
     keep = np.array([locale in ("all", loc) for loc in pairs[0][0]["locale"]])
     items = [[{k: np.asarray(v)[keep] for k, v in u.items() if k not in ("id", "locale")} for u in pair]
              for pair in pairs]
-    _, low, high = paired_bootstrap_ci([b for b, _ in items], [w for _, w in items], STATISTICS[name],
-                                       samples=BOOTSTRAP_SAMPLES)
-    return (sign * low, sign * high) if sign > 0 else (sign * high, sign * low)
+    return [b for b, _ in items], [w for _, w in items]
+
+
+def locale_contrasts(runs):
+    """Is a finding's difference larger in one locale than in another? One row per finding,
+    metric and two locales a, b (as findings(): "locale" is "a - b"): per seed, the difference in a
+    minus the difference in b, its t-interval over seeds, and a bootstrap over seeds and each
+    locale's test utterances (common.metrics.contrast_bootstrap_ci). "reproduced" reads "larger
+    in a", "reversed" "larger in b"."""
+    rows = []
+    locales = [loc for loc in locales_of(runs) if loc != "all"]
+    for (a, b), (better, worse, claim) in ((pair, f) for pair in combinations(locales, 2) for f in FINDINGS):
+        if better not in runs or worse not in runs:
+            continue
+        for name, _, _, higher in METRICS:
+            sign = 1 if higher else -1
+            seeds = [s for s in runs[better] if s in runs[worse]
+                     and all((loc, name) in runs[c][s]["metrics"] for c in (better, worse) for loc in (a, b))]
+            if not seeds:
+                continue
+            diff = {loc: [sign * (runs[better][s]["metrics"][(loc, name)] - runs[worse][s]["metrics"][(loc, name)])
+                          for s in seeds] for loc in (a, b)}
+            contrasts = [d_a - d_b for d_a, d_b in zip(diff[a], diff[b])]
+            mean, low, high = mean_ci(contrasts)
+            sd = float(np.std(contrasts, ddof=1)) if len(contrasts) > 1 else None
+            boot_low = boot_high = None
+            pairs = [per_utterance_pair(runs, better, worse, seeds, name, loc) for loc in (a, b)]
+            if None not in pairs:
+                _, boot_low, boot_high = contrast_bootstrap_ci(*pairs, STATISTICS[name], samples=BOOTSTRAP_SAMPLES)
+                if sign < 0:
+                    boot_low, boot_high = -boot_high, -boot_low
+            rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": f"{a} - {b}",
+                         "seeds": len(seeds), "diff": mean, "ci_low": low, "ci_high": high,
+                         "sd": sd, "mdd": minimum_detectable_difference(sd, len(seeds)),
+                         "boot_low": boot_low, "boot_high": boot_high, "verdict": verdict(low, high, boot_low, boot_high)})
+    return rows
 
 
 

