@@ -91,8 +91,10 @@ fi
 if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
   # The multilingual CPU profile: the English profile's budget per student, DC only (one student
   # finetunes on the three locales' 34,542 train utterances: 3x the English cost per condition)
-  # and three seeds, the fewest that give a CI. About 2 h 40 min on 2 cores, estimated from its
-  # first jobs (README, "the multilingual CPU default"); TASKS="dc icner" adds the ICNER models.
+  # and three seeds, the fewest that give a CI. About 2 h 36 min on 2 cores (README, "the
+  # multilingual CPU default": its jobs measured, two of them slowed by other work); it resolves
+  # target-only vs generic-only, not the students' lead over scratch (the GPU profile does, in
+  # en-US). TASKS="dc icner" adds the ICNER models.
   SEEDS=${SEEDS:-1 2 3}
   DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
   FT_EPOCHS=${FT_EPOCHS:-3}
