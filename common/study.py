@@ -135,16 +135,28 @@ def findings(runs, locale="all"):
                      if s in runs[worse] and (locale, name) in r["metrics"] and (locale, name) in runs[worse][s]["metrics"]]
             if not seeds:
                 continue
-            diffs = [sign * (runs[better][s]["metrics"][(locale, name)] - runs[worse][s]["metrics"][(locale, name)])
-                     for s in seeds]
-            mean, low, high = mean_ci(diffs)
-            sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None  # plans the seeds a CI needs
-            boot_low, boot_high = paired_bootstrap(runs, better, worse, seeds, name, locale, sign)
-            rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": locale,
-                         "seeds": len(diffs), "diff": mean, "ci_low": low, "ci_high": high,
-                         "sd": sd, "mdd": minimum_detectable_difference(sd, len(diffs)),
-                         "boot_low": boot_low, "boot_high": boot_high, "verdict": verdict(low, high, boot_low, boot_high)})
+            diffs = seed_differences(runs, better, worse, seeds, name, locale, sign)
+            boot = paired_bootstrap(runs, better, worse, seeds, name, locale, sign)
+            rows.append(comparison_row(claim, better, worse, name, locale, diffs, boot))
     return rows
+
+
+def seed_differences(runs, better, worse, seeds, name, locale, sign):
+    """Per seed, better's metric minus worse's in one locale (sign -1 flips SemER)."""
+    return [sign * (runs[better][s]["metrics"][(locale, name)] - runs[worse][s]["metrics"][(locale, name)])
+            for s in seeds]
+
+
+def comparison_row(claim, better, worse, name, locale, diffs, boot):
+    """A findings.csv / contrasts.csv row: per-seed differences summarised (mean, t-interval, sd and
+    the minimum detectable difference that plan the seeds a CI needs), the bootstrap interval
+    boot = (low, high), and the verdict that needs both."""
+    mean, low, high = mean_ci(diffs)
+    sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None
+    return {"claim": claim, "better": better, "worse": worse, "metric": name, "locale": locale,
+            "seeds": len(diffs), "diff": mean, "ci_low": low, "ci_high": high,
+            "sd": sd, "mdd": minimum_detectable_difference(sd, len(diffs)),
+            "boot_low": boot[0], "boot_high": boot[1], "verdict": verdict(low, high, *boot)}
 
 
 def verdict(low, high, boot_low, boot_high):
@@ -202,21 +214,14 @@ def locale_contrasts(runs):
                      and all((loc, name) in runs[c][s]["metrics"] for c in (better, worse) for loc in (a, b))]
             if not seeds:
                 continue
-            diff = {loc: [sign * (runs[better][s]["metrics"][(loc, name)] - runs[worse][s]["metrics"][(loc, name)])
-                          for s in seeds] for loc in (a, b)}
-            contrasts = [d_a - d_b for d_a, d_b in zip(diff[a], diff[b])]
-            mean, low, high = mean_ci(contrasts)
-            sd = float(np.std(contrasts, ddof=1)) if len(contrasts) > 1 else None
-            boot_low = boot_high = None
+            contrasts = [d_a - d_b for d_a, d_b in zip(*(seed_differences(runs, better, worse, seeds, name, loc, sign)
+                                                          for loc in (a, b)))]
+            boot = (None, None)
             pairs = [per_utterance_pair(runs, better, worse, seeds, name, loc) for loc in (a, b)]
             if None not in pairs:
-                _, boot_low, boot_high = contrast_bootstrap_ci(*pairs, STATISTICS[name], samples=BOOTSTRAP_SAMPLES)
-                if sign < 0:
-                    boot_low, boot_high = -boot_high, -boot_low
-            rows.append({"claim": claim, "better": better, "worse": worse, "metric": name, "locale": f"{a} - {b}",
-                         "seeds": len(seeds), "diff": mean, "ci_low": low, "ci_high": high,
-                         "sd": sd, "mdd": minimum_detectable_difference(sd, len(seeds)),
-                         "boot_low": boot_low, "boot_high": boot_high, "verdict": verdict(low, high, boot_low, boot_high)})
+                _, low, high = contrast_bootstrap_ci(*pairs, STATISTICS[name], samples=BOOTSTRAP_SAMPLES)
+                boot = (low, high) if sign > 0 else (-high, -low)
+            rows.append(comparison_row(claim, better, worse, name, f"{a} - {b}", contrasts, boot))
     return rows
 
 
