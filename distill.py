@@ -43,8 +43,10 @@ def parse_args(argv):
     g.add_argument("--student-hidden", type=positive_int, default=256)
     g.add_argument("--student-heads", type=positive_int, default=4)
     g.add_argument("--student-intermediate", type=positive_int, help="feed-forward size (default: 4 x hidden)")
-    g.add_argument("--student-init", choices=["auto", "teacher", "random"], default="auto",
-                   help="auto: copy embeddings and every k-th teacher layer when the widths match, else random")
+    g.add_argument("--student-init", choices=["auto", "teacher", "select", "random"], default="auto",
+                   help="teacher: copy embeddings and every k-th teacher layer (same widths); select: the same, "
+                        "each tensor cut to a narrower student's shape (weight selection); auto: teacher when "
+                        "the widths match, else random")
 
     g = p.add_argument_group("transfer set")
     g.add_argument("--generic-data", nargs="+", help="generic corpus: JSONL/text files, folders, or a hub dataset name")

@@ -154,6 +154,7 @@ SEQ_LEN=${SEQ_LEN:-128}
 STUDENT_LAYERS=${STUDENT_LAYERS:-4}
 STUDENT_HIDDEN=${STUDENT_HIDDEN:-256}
 STUDENT_HEADS=${STUDENT_HEADS:-4}
+STUDENT_INIT=${STUDENT_INIT:-auto}   # distill.py --student-init of the distilled students (scratch stays random)
 DISTILL_FLAGS=${DISTILL_FLAGS:-}   # more distill.py flags for every student, e.g. "--hidden-layers uniform --alpha-attn 1"
 FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike (the profiles above set their own)
 FT_LR=${FT_LR:-1e-4}
@@ -229,7 +230,7 @@ jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, o
 if [[ $PLAN == 1 ]]; then  # --plan: what the study would run, in the profile chosen, writing nothing
   echo "profile $PROFILE$([[ $QUICK == 1 ]] && echo ", quick")$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual")"
   echo "TEACHER=${TEACHER:-$OUT_ROOT/pretrained_teacher (pretrained first, $PRETRAIN_STEPS steps)}"
-  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS FT_EPOCHS \
+  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS STUDENT_INIT FT_EPOCHS \
               GENERIC_DATA TARGET_DATA OUT_ROOT JOBS; do
     echo "$knob=$(echo ${!knob:-})"   # unquoted inside: one space between words
   done
@@ -272,6 +273,7 @@ distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
     python distill.py --teacher "$teacher" --generic-data $GENERIC_DATA "${TARGET[@]}" \
       --target-ratio "$ratio" --output-dir "$out" --seed "$seed" \
       --student-layers "$STUDENT_LAYERS" --student-hidden "$STUDENT_HIDDEN" --student-heads "$STUDENT_HEADS" \
+      --student-init "$STUDENT_INIT" \
       "${DISTILL_SHAPE[@]}" $DISTILL_FLAGS --resume "$@"
   fi
 }
@@ -302,7 +304,7 @@ run_job() {  # $1 seed, $2 condition, $3 budget (- : DISTILL_TOKENS): its studen
     S=$OUT_ROOT/budget_$3/seed$1 amount=(--max-tokens "$(tokens_of "$3")")
   fi
   case $condition in
-    scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 ;;  # initialised, not distilled
+    scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 --student-init random ;;  # not distilled
     distill_r*) distill "$TEACHER" "${condition#distill_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
     adapted_r*) distill "$ADAPTED" "${condition#adapted_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
   esac

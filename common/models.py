@@ -89,7 +89,17 @@ def teacher_layers_for_student(student_layers, teacher_layers):
 
 
 def build_student(teacher, config, init):
-    """A masked-LM student; init 'teacher' copies embeddings and every k-th layer, 'random' does not."""
+    """A masked-LM student, initialised by `init`:
+
+    random  the architecture's own random initialisation;
+    teacher the teacher's embeddings and every k-th layer, copied whole (widths must match);
+    select  the same, each tensor cut to the student's shape by keeping its leading rows and
+            columns: weight selection (Xu et al. 2024, "Initializing Models with Larger Ones").
+            The residual dimensions kept are the same everywhere, and the query/key/value rows
+            kept are whole teacher heads when the teacher's head size divides the student's;
+    auto    teacher when the widths match, else random.
+    Returns (student, init used, teacher layers copied or None).
+    """
     student = AutoModelForMaskedLM.from_config(config)
     t_conf = teacher.config
     same_width = (config.hidden_size, config.num_attention_heads, config.intermediate_size) == \
@@ -98,29 +108,48 @@ def build_student(teacher, config, init):
         init = "teacher" if same_width and config.num_hidden_layers <= t_conf.num_hidden_layers else "random"
     if init == "random":
         return student, "random", None
-    if not same_width:
-        raise UsageError("--student-init teacher needs the teacher's hidden size, heads and intermediate "
-                         f"size ({t_conf.hidden_size}/{t_conf.num_attention_heads}/{t_conf.intermediate_size})")
-    if config.num_hidden_layers > t_conf.num_hidden_layers:
-        raise UsageError(f"--student-init teacher: the student has more layers ({config.num_hidden_layers}) "
-                         f"than the teacher ({t_conf.num_hidden_layers})")
+    _check_can_copy(config, t_conf, init, same_width)
     chosen = teacher_layers_for_student(config.num_hidden_layers, t_conf.num_hidden_layers)
     teacher_state = teacher.state_dict()
     teacher_prefix = teacher.base_model_prefix + "." if hasattr(teacher, teacher.base_model_prefix) else ""
     student_prefix = student.base_model_prefix + "."
     new_state = {}
-    for key in student.state_dict():
+    for key, target in student.state_dict().items():
         source = key
         if key.startswith(student_prefix):
             source = teacher_prefix + key[len(student_prefix):]
             source = re.sub(r"\.layer\.(\d+)\.", lambda m: f".layer.{chosen[int(m.group(1))]}.", source)
         if source in teacher_state:  # the MLM head too, when the teacher has one
-            new_state[key] = teacher_state[source]
+            new_state[key] = _leading_slice(teacher_state[source], target.shape)
     missing = student.load_state_dict(new_state, strict=False).missing_keys
     copied_encoder = not [k for k in missing if k.startswith(student_prefix) and "pooler" not in k]
     if not copied_encoder:
-        raise UsageError(f"--student-init teacher: cannot map {type(teacher).__name__} weights onto the student")
-    return student, "teacher", chosen
+        raise UsageError(f"--student-init {init}: cannot map {type(teacher).__name__} weights onto the student")
+    return student, init, chosen
+
+
+def _check_can_copy(config, t_conf, init, same_width):
+    if config.num_hidden_layers > t_conf.num_hidden_layers:
+        raise UsageError(f"--student-init {init}: the student has more layers ({config.num_hidden_layers}) "
+                         f"than the teacher ({t_conf.num_hidden_layers})")
+    if init == "teacher" and not same_width:
+        raise UsageError("--student-init teacher needs the teacher's hidden size, heads and intermediate "
+                         f"size ({t_conf.hidden_size}/{t_conf.num_attention_heads}/{t_conf.intermediate_size}); "
+                         "--student-init select cuts a wider teacher's weights to the student's")
+    if init == "select" and (config.hidden_size > t_conf.hidden_size
+                             or config.intermediate_size > t_conf.intermediate_size):
+        raise UsageError(f"--student-init select: the student ({config.hidden_size}/{config.intermediate_size}) "
+                         f"is wider than the teacher ({t_conf.hidden_size}/{t_conf.intermediate_size})")
+
+
+def _leading_slice(tensor, shape):
+    """The teacher tensor's leading block of the student tensor's shape (itself when equal)."""
+    if tensor.shape == shape:
+        return tensor
+    if tensor.dim() != len(shape):
+        raise UsageError(f"--student-init select: a teacher tensor of shape {tuple(tensor.shape)} "
+                         f"cannot become {tuple(shape)}")
+    return tensor[tuple(slice(0, n) for n in shape)].clone()
 
 
 def student_shape(model):

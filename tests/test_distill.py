@@ -72,6 +72,34 @@ def test_student_init_copies_every_kth_teacher_layer(tokenizer_dir, data_dir, tm
     assert torch.equal(s.encoder.layer[1].output.dense.weight, t.encoder.layer[3].output.dense.weight)
 
 
+def test_student_init_select_cuts_a_wider_teacher_to_whole_heads(tokenizer_dir, data_dir, tmp_path):
+    """Weight selection: a 4-head, 32-wide teacher to a 1-head, 16-wide student keeps teacher heads 0-1."""
+    teacher = make_teacher(tmp_path / "t4", tokenizer_dir, mlm_head=True, hidden=32, heads=4, layers=4)
+    out = tmp_path / "student"
+    distill.main(base_args(teacher, data_dir, out, 0.0, 0, "--student-heads", "1", "--student-intermediate", "48",
+                           "--student-init", "select"))
+    assert run_json(out)["student"]["init"] == "select"
+    t, s = AutoModelForMaskedLM.from_pretrained(teacher), AutoModelForMaskedLM.from_pretrained(out)
+    assert torch.equal(s.bert.embeddings.word_embeddings.weight, t.bert.embeddings.word_embeddings.weight[:, :16])
+    assert torch.equal(s.bert.embeddings.LayerNorm.weight, t.bert.embeddings.LayerNorm.weight[:16])
+    s_attn, t_attn = s.bert.encoder.layer[1].attention, t.bert.encoder.layer[3].attention
+    assert torch.equal(s_attn.self.query.weight, t_attn.self.query.weight[:16, :16])  # teacher heads 0 and 1
+    assert torch.equal(s_attn.output.dense.weight, t_attn.output.dense.weight[:16, :16])
+    s_ffn, t_ffn = s.bert.encoder.layer[0], t.bert.encoder.layer[1]
+    assert torch.equal(s_ffn.intermediate.dense.weight, t_ffn.intermediate.dense.weight[:48, :16])
+    assert torch.equal(s.cls.predictions.bias, t.cls.predictions.bias)
+
+
+def test_student_init_select_refuses_a_wider_student_and_teacher_init_a_narrower_one(capsys, teacher_dir,
+                                                                                    data_dir, tmp_path):
+    wider = tmp_path / "wider"
+    expect_usage_error(capsys, distill.main, base_args(teacher_dir, data_dir, wider, 0.0, 0, "--student-hidden",
+                                                       "64", "--student-init", "select"), "wider than the teacher", wider)
+    narrower = tmp_path / "narrower"
+    expect_usage_error(capsys, distill.main, base_args(teacher_dir, data_dir, narrower, 0.0, 0, "--student-init",
+                                                       "teacher"), "--student-init select cuts", narrower)
+
+
 def cli(args, **kwargs):
     env = script_env(OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / "distill.py"), *args], env=env, cwd=REPO,
