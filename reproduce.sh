@@ -110,6 +110,12 @@ if [[ $MULTILINGUAL == 1 ]]; then
   # ja-JP (distill.py refuses text it reads as [UNK]): set TEACHER to a multilingual model there, e.g.
   # TEACHER=xlm-roberta-base with the hub, or PRETRAIN_TEACHER=1 to pretrain one here on GENERIC_DATA.
   LOCALES=${LOCALES:-en-US es-ES fr-FR}
+  # The students start from the teacher's weights, cut to their 4 x 256 shape (weight selection:
+  # its embeddings and every k-th layer, their leading rows and columns), then are distilled. From a
+  # random start no student beat scratch in any locale on the CPU budget (README, "the multilingual
+  # CPU default"); from this start both did in every locale. Scratch stays random.
+  # STUDENT_INIT=auto gives the random start of the English study.
+  STUDENT_INIT=${STUDENT_INIT:-select}
   if [[ -z ${GENERIC_DATA:-} ]]; then
     # The generic corpus is the Wikipedia leads of each locale's language. A locale without one
     # (de-DE, ja-JP here) stops the study: another language's text in its place would be a

