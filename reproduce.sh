@@ -113,8 +113,9 @@ if [[ $MULTILINGUAL == 1 ]]; then
   # The students start from the teacher's weights, cut to their 4 x 256 shape (weight selection:
   # its embeddings and every k-th layer, their leading rows and columns), then are distilled. From a
   # random start no student beat scratch in any locale on the CPU budget; from this start both
-  # were ahead in every locale and seed (README, "the multilingual CPU default"). Scratch stays
-  # random. STUDENT_INIT=auto gives the random start of the English study.
+  # were ahead in every locale and seed (README, "the multilingual CPU default"), a lead that the
+  # inherited weights carry (undistilled, they do as well at 1M tokens). Scratch stays random.
+  # STUDENT_INIT=auto gives the random start of the English study.
   STUDENT_INIT=${STUDENT_INIT:-select}
   if [[ -z ${GENERIC_DATA:-} ]]; then
     # The generic corpus is the Wikipedia leads of each locale's language. A locale without one

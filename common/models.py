@@ -147,7 +147,7 @@ def _leading_slice(tensor, shape):
     if tensor.shape == shape:
         return tensor
     if tensor.dim() != len(shape):
-        raise UsageError(f"--student-init select: a teacher tensor of shape {tuple(tensor.shape)} "
+        raise UsageError(f"--student-init: a teacher tensor of shape {tuple(tensor.shape)} "
                          f"cannot become {tuple(shape)}")
     return tensor[tuple(slice(0, n) for n in shape)].clone()
 
