@@ -23,6 +23,8 @@ from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, conditio
 
 VERDICT_MARK = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
                 "one seed: no CI": ""}
+# The conditions no transfer set or budget changes, drawn as horizontal lines: (style, colour).
+LINES = {"scratch": (":", "grey"), "undistilled": ("--", "tab:green"), "teacher": ("-.", "black")}
 
 
 def fmt(v, pct=True):
@@ -114,10 +116,9 @@ def plot(rows, runs, path):
                 err = [[100 * (p[1]["mean"] - p[1]["ci_low"]) if p[1]["ci_low"] is not None else 0 for p in points],
                        [100 * (p[1]["ci_high"] - p[1]["mean"]) if p[1]["ci_high"] is not None else 0 for p in points]]
                 ax.errorbar(xs, ys, yerr=err, fmt=marker, capsize=4, label=label)
-        for cond, style in (("scratch", ":"), ("teacher", "-.")):
+        for cond, (style, colour) in LINES.items():
             if cond in mine:
-                ax.axhline(100 * mine[cond]["mean"], linestyle=style, color="grey" if cond == "scratch" else "black",
-                           label=cond)
+                ax.axhline(100 * mine[cond]["mean"], linestyle=style, color=colour, label=cond)
         ax.set_title(name + ("" if higher else " (lower is better)"), fontsize=10)
         ax.set_xlabel("target ratio")
         ax.set_xticks([0, 0.3, 0.5, 1])
@@ -148,7 +149,7 @@ def write_sweep_markdown(rows, path):
 
 
 def plot_sweep(rows, path):
-    """Top: each condition's metric against the budget (scratch, teacher as lines). Bottom: the
+    """Top: each condition's metric against the budget (the budget-free conditions as lines). Bottom: the
     gain over generic-only with its bootstrap (else t) interval."""
     import matplotlib
     matplotlib.use("Agg")
@@ -161,9 +162,9 @@ def plot_sweep(rows, path):
         means = [r for r in rows if r["kind"] == "mean" and r["metric"] == name]
         for condition in sorted({r["condition"] for r in means}, key=condition_order):
             points = sorted((r["tokens"], r) for r in means if r["condition"] == condition)
-            if condition in ("scratch", "teacher"):
-                top.axhline(100 * points[0][1]["value"], linestyle=":" if condition == "scratch" else "-.",
-                            color="grey" if condition == "scratch" else "black", label=condition)
+            if condition in LINES:
+                style, colour = LINES[condition]
+                top.axhline(100 * points[0][1]["value"], linestyle=style, color=colour, label=condition)
             else:
                 errorbars(top, points, "ci_low", "ci_high", condition)
         for condition, label in SWEEP_GAINS:

@@ -17,6 +17,8 @@
 #   distill_rR       distilled over a transfer set with target ratio R (RATIOS), then finetuned
 #   adapted_rR       distilled from the teacher adapted by masked-LM training on the target
 #                    train utterances (ADAPTED_RATIOS), then finetuned
+#   undistilled      the distilled students' start, finetuned directly: with STUDENT_INIT select
+#                    or teacher, what the inherited weights give without distillation (UNDISTILLED)
 #   teacher          the teacher finetuned itself (upper bound)
 # each finetuned for DC and ICNER and evaluated on the test partition; then aggregate.py,
 # similarity.py, and the export of the best student to int8 ONNX with the latency table.
@@ -162,6 +164,15 @@ STUDENT_LAYERS=${STUDENT_LAYERS:-4}
 STUDENT_HIDDEN=${STUDENT_HIDDEN:-256}
 STUDENT_HEADS=${STUDENT_HEADS:-4}
 STUDENT_INIT=${STUDENT_INIT:-auto}   # distill.py --student-init of the distilled students (scratch stays random)
+# undistilled: the distilled students' start, finetuned without distillation. With a start from the
+# teacher's weights (STUDENT_INIT select or teacher) it is the control that says what distillation
+# adds to the inherited weights, so it runs by default then; UNDISTILLED=0 leaves it out.
+if [[ -z ${UNDISTILLED:-} ]]; then
+  UNDISTILLED=$([[ $STUDENT_INIT == select || $STUDENT_INIT == teacher ]] && echo 1 || echo 0)
+fi
+if [[ $UNDISTILLED != 0 && $UNDISTILLED != 1 ]]; then
+  echo "reproduce.sh: error: UNDISTILLED must be 0 or 1, got '$UNDISTILLED'" >&2; exit 2
+fi
 DISTILL_FLAGS=${DISTILL_FLAGS:-}   # more distill.py flags for every student, e.g. "--hidden-layers uniform --alpha-attn 1"
 FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike (the profiles above set their own)
 FT_LR=${FT_LR:-1e-4}
@@ -231,13 +242,14 @@ jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, o
       for ratio in $RATIOS; do echo "$seed distill_r$ratio $budget"; done
       for ratio in $ADAPTED_RATIOS; do echo "$seed adapted_r$ratio $budget"; done
     done
+    if [[ $UNDISTILLED == 1 ]]; then echo "$seed undistilled -"; fi
     if [[ " $TEACHER_SEEDS " == *" $seed "* ]]; then echo "$seed teacher -"; fi
   done
 }
 if [[ $PLAN == 1 ]]; then  # --plan: what the study would run, in the profile chosen, writing nothing
   echo "profile $PROFILE$([[ $QUICK == 1 ]] && echo ", quick")$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual")"
   echo "TEACHER=${TEACHER:-$OUT_ROOT/pretrained_teacher (pretrained first, $PRETRAIN_STEPS steps)}"
-  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS STUDENT_INIT FT_EPOCHS \
+  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS STUDENT_INIT UNDISTILLED FT_EPOCHS \
               GENERIC_DATA TARGET_DATA OUT_ROOT JOBS; do
     echo "$knob=$(echo ${!knob:-})"   # unquoted inside: one space between words
   done
@@ -312,6 +324,7 @@ run_job() {  # $1 seed, $2 condition, $3 budget (- : DISTILL_TOKENS): its studen
   fi
   case $condition in
     scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 --student-init random ;;  # not distilled
+    undistilled) distill "$TEACHER" 0 "$S/undistilled/student" "$seed" --max-steps 0 ;;  # STUDENT_INIT's start
     distill_r*) distill "$TEACHER" "${condition#distill_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
     adapted_r*) distill "$ADAPTED" "${condition#adapted_r}" "$S/$condition/student" "$seed" "${amount[@]}" ;;
   esac
@@ -346,12 +359,12 @@ if [[ ${#JOB[@]} == 3 ]]; then  # one job, launched by xargs below: pinned to a 
   exit 0
 fi
 
-# In a sweep each budget_<B>/ folder is a whole study: scratch and the teacher, which no budget
-# changes, are shared into it by symlinks.
+# In a sweep each budget_<B>/ folder is a whole study: scratch, undistilled and the teacher, which
+# no budget changes, are shared into it by symlinks.
 for budget in $BUDGETS; do
   for seed in $SEEDS; do
     mkdir -p "$OUT_ROOT/budget_$budget/seed$seed"
-    for shared in scratch teacher; do ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"; done
+    for shared in scratch teacher $([[ $UNDISTILLED == 1 ]] && echo undistilled); do ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"; done
   done
 done
 log "$(jobs_of_the_study | wc -l) jobs, $JOBS at a time"

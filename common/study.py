@@ -36,6 +36,10 @@ BASELINE = "distill_r0"  # generic only
 FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats training from scratch"),
             # not one of the paper's claims: whether the transfer set a user would pick beats no distillation
             ("distill_r1", "scratch", "target-only distillation beats training from scratch"),
+            # students that start from the teacher's weights: does the start or the distillation do it?
+            ("undistilled", "scratch", "the teacher's weights alone (undistilled start) beat scratch"),
+            ("distill_r0", "undistilled", "distillation adds to the inherited start (generic-only)"),
+            ("distill_r1", "undistilled", "distillation adds to the inherited start (target-only)"),
             ("distill_r0.3", "distill_r0", "7:3 generic:target beats generic only"),
             ("distill_r1", "distill_r0.3", "target only beats 7:3 generic:target"),
             ("distill_r1", "distill_r0", "target only beats generic only"),
@@ -44,9 +48,9 @@ FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats tr
 
 
 def condition_order(name):
-    """scratch, distilled by ratio, adapted-teacher students by ratio, teacher."""
+    """scratch, undistilled, distilled by ratio, adapted-teacher students by ratio, teacher."""
     ratio = re.search(r"_r([\d.]+)$", name)
-    group = {"scratch": 0, "distill": 1, "adapted": 2, "teacher": 3}.get(name.split("_")[0], 4)
+    group = {"scratch": 0, "undistilled": 1, "distill": 2, "adapted": 3, "teacher": 4}.get(name.split("_")[0], 5)
     return group, float(ratio.group(1)) if ratio else 0.0
 
 

