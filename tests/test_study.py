@@ -449,10 +449,10 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     # per seed: scratch, two transfer sets, the undistilled control; the teacher once
     assert len(jobs) == 21 and ("1", "teacher", "-") in jobs and ("2", "teacher", "-") not in jobs
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu")
-    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3", "1000000", "3", 13)
-    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("select", "1") and ("3", "undistilled", "-") in jobs
+    assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3 4 5", "1000000", "3", 21)
+    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("select", "1") and ("5", "undistilled", "-") in jobs
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu", UNDISTILLED="0")
-    assert len(jobs) == 10 and not any(job[1] == "undistilled" for job in jobs)
+    assert len(jobs) == 16 and not any(job[1] == "undistilled" for job in jobs)
     _, knobs, jobs = plan(out, "--profile", "gpu")  # English: a teacher per seed, every transfer set
     assert (knobs["TASKS"], knobs["TEACHER_SEEDS"], len(jobs)) == ("dc icner", "1 2 3 4 5", 5 * (1 + 3 + 2 + 1))
     assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("auto", "0")  # a random start has no control

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The control: students selected from the teacher's weights (STUDENT_INIT=select) but not distilled
 # (--max-steps 0), finetuned and tested exactly as the study's students (reproduce.sh's commands).
+# Its folders seed<S>/selected were renamed seed<S>/undistilled for the 5-seed study (run5.sh): reproduce.sh's undistilled job runs these commands.
 set -euo pipefail
 cd /work/wt-sel
 export PATH=/work/venv/bin:$PATH HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
