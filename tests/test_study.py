@@ -367,6 +367,7 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
     assert (student["student"]["init"], scratch["student"]["init"]) == ("select", "random")
     undistilled = json.loads((study / "seed1" / "undistilled" / "student" / "run.json").read_text())
     assert (undistilled["student"]["init"], undistilled["transfer"]["tokens_seen"]) == ("select", 0)
+    assert json.loads((study / "export" / "dc" / "run.json").read_text())["args"]["per_channel"] is True
     generic = [Path(f["path"]).name for f in student["data"]["fingerprints"]["generic"]]
     assert generic == ["es.jsonl", "fr.jsonl"] and student["data"]["unknown_share"]["generic"] < 0.02
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -451,11 +452,12 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu")
     assert (knobs["SEEDS"], knobs["DISTILL_TOKENS"], knobs["FT_EPOCHS"], len(jobs)) == ("1 2 3 4 5", "1000000", "3", 21)
     assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("select", "1") and ("5", "undistilled", "-") in jobs
+    assert knobs["EXPORT_FLAGS"] == "--per-channel"
     _, knobs, jobs = plan(out, "--multilingual", "--profile", "cpu", UNDISTILLED="0")
     assert len(jobs) == 16 and not any(job[1] == "undistilled" for job in jobs)
     _, knobs, jobs = plan(out, "--profile", "gpu")  # English: a teacher per seed, every transfer set
     assert (knobs["TASKS"], knobs["TEACHER_SEEDS"], len(jobs)) == ("dc icner", "1 2 3 4 5", 5 * (1 + 3 + 2 + 1))
-    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"]) == ("auto", "0")  # a random start has no control
+    assert (knobs["STUDENT_INIT"], knobs["UNDISTILLED"], knobs["EXPORT_FLAGS"]) == ("auto", "0", "")  # no control
     _, knobs, jobs = plan(out, "--profile", "cpu", SEEDS="7 8", BUDGETS="300k 1M")  # a knob set by the user wins
     assert knobs["SEEDS"] == "7 8" and ("8", "distill_r1", "1M") in jobs and len(jobs) == 2 * (1 + 2 * 2 + 1) - 1
     _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
