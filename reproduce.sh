@@ -95,8 +95,8 @@ if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
   # finetunes on the three locales' 34,542 train utterances: 3x the English cost per condition),
   # and 5 seeds: with 3, the students' lead over scratch in es-ES and fr-FR (0.6-1 point) stayed
   # unresolved; with 5, target-only's is resolved in every locale. 5 h 30 min on 2 cores, the sum
-  # of its measured jobs, two slowed by other work (README, "the multilingual CPU default"); UNDISTILLED=0 saves
-  # about 55 min, SEEDS="1 2 3" 2 h more. TASKS="dc icner" adds the ICNER models.
+  # of its measured jobs, two slowed by other work (README, "the multilingual CPU default");
+  # UNDISTILLED=0 saves about 55 min, SEEDS="1 2 3" about 2 h. TASKS="dc icner" adds ICNER models.
   SEEDS=${SEEDS:-1 2 3 4 5}
   DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
   FT_EPOCHS=${FT_EPOCHS:-3}
