@@ -410,14 +410,16 @@ log "best student: $BEST (exported from seed $FIRST_SEED)"
 for task in $EXPORT_TASKS; do
   declare -n flags=${task^^}_FLAGS
   model=$FINAL/seed$FIRST_SEED/$BEST/$task
-  # Exported once per model: a sweep extended to a larger budget (or a new best) exports again.
-  if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$model" ]]; then
+  # Exported once per model and EXPORT_FLAGS (the record: the model, then the flags if any): a sweep
+  # extended to a larger budget, a new best or other flags (--per-channel) export again.
+  exported_as=$(printf '%s\n' "$model" ${EXPORT_FLAGS:+"flags: $EXPORT_FLAGS"})
+  if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$exported_as" ]]; then
     mkdir -p "$OUT_ROOT/export"
     # A failed parity check (export.py exits 1) is reported, not fatal: the study's results stand.
     python export.py --model "$model" --output-dir "$OUT_ROOT/export/$task" --overwrite \
       "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" $EXPORT_FLAGS \
       > "$OUT_ROOT/export/$task.latency.txt" || log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
-    [[ -d $OUT_ROOT/export/$task ]] && echo "$model" > "$OUT_ROOT/export/$task.model"
+    [[ -d $OUT_ROOT/export/$task ]] && echo "$exported_as" > "$OUT_ROOT/export/$task.model"
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi
 done

@@ -338,6 +338,14 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     # the rerun skipped the finished scratch job and kept the log of the run that did the work
     assert (study / "logs" / "seed1_scratch.log").read_text().startswith(scratch_log) and "finetune dc" in scratch_log
 
+    # Other export flags export the same student again, and the record says with which.
+    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads),
+                       EXPORT_FLAGS="--per-channel")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (study / "export" / "dc.model").read_text().splitlines() == [f"{final}/seed1/{best}/dc", "flags: --per-channel"]
+    assert (study / "export" / "dc" / "latency.json").stat().st_mtime > exported_at
+    assert json.loads((study / "export" / "dc" / "run.json").read_text())["args"]["per_channel"] is True
+
     # A failing job stops new launches, names itself and its log; the rest is left to a rerun.
     for condition in ("seed1/scratch", "budget_1k/seed1/distill_r0"):
         shutil.rmtree(study / condition / "dc")
