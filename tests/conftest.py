@@ -14,6 +14,11 @@ MASSIVE = DATA / "massive-1.1"
 WIKI = DATA / "wikipedia-lead"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist the workers share the cores: torch threads that outnumber them spin-wait for
+# each other (several times slower), so each worker takes its share, in process and in children.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
 
 
 def script_env(**extra):

@@ -322,29 +322,31 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     assert json.loads((final / "seed1" / "distill_r1" / "dc" / "run.json").read_text())["cpu_threads"] == threads
 
-    # One job at a time (with the same threads) gives the same results: redo two jobs sequentially
-    # (a resumed study skips everything else) and compare every figure but the wall times.
+    # One job at a time (with the same threads) gives the same results: redo a distilled job
+    # sequentially (a resumed study skips everything else) and compare every figure but the wall
+    # times. Other export flags export the same student again, and the record says with which.
     parallel = results_without_wall_times(final)
     scratch_log = (study / "logs" / "seed1_scratch.log").read_text()
-    for folder in (final / "seed1" / "distill_r1", study / "seed1" / "teacher"):
-        shutil.rmtree(folder)
+    shutil.rmtree(final / "seed1" / "distill_r1")
     (final / "results.csv").unlink()
-    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads))
+    sequential = dict(JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads),
+                      EXPORT_FLAGS="--per-channel")
+    proc = quick_study(study, **sequential)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "start seed1_distill_r1_2k" in proc.stderr and "6 jobs, 1 at a time" in proc.stderr
-    assert results_without_wall_times(final) == parallel
-    assert (study / "best_student.txt").read_text().strip() == best  # the same results, the same best student,
-    assert (study / "export" / "dc" / "latency.json").stat().st_mtime == exported_at  # not exported again
-    # the rerun skipped the finished scratch job and kept the log of the run that did the work
-    assert (study / "logs" / "seed1_scratch.log").read_text().startswith(scratch_log) and "finetune dc" in scratch_log
-
-    # Other export flags export the same student again, and the record says with which.
-    proc = quick_study(study, JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads),
-                       EXPORT_FLAGS="--per-channel")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distill ratio 1" in (study / "logs" / "seed1_distill_r1_2k.log").read_text().split("start seed1")[-1]
+    assert "6 jobs, 1 at a time" in proc.stderr and results_without_wall_times(final) == parallel
+    assert (study / "best_student.txt").read_text().strip() == best  # the same results, the same best student
     assert (study / "export" / "dc.model").read_text().splitlines() == [f"{final}/seed1/{best}/dc", "flags: --per-channel"]
     assert (study / "export" / "dc" / "latency.json").stat().st_mtime > exported_at
     assert json.loads((study / "export" / "dc" / "run.json").read_text())["args"]["per_channel"] is True
+    # the rerun skipped the finished scratch job and kept the log of the run that did the work
+    assert (study / "logs" / "seed1_scratch.log").read_text().startswith(scratch_log) and "finetune dc" in scratch_log
+    # The same command again has nothing to do: the same student with the same flags is not exported again.
+    exported_at = (study / "export" / "dc" / "latency.json").stat().st_mtime
+    proc = quick_study(study, **sequential)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distill ratio" not in (study / "logs" / "seed1_distill_r1_2k.log").read_text().split("start seed1")[-1]
+    assert (study / "export" / "dc" / "latency.json").stat().st_mtime == exported_at
 
     # A failing job stops new launches, names itself and its log; the rest is left to a rerun.
     for condition in ("seed1/scratch", "budget_1k/seed1/distill_r0"):
@@ -362,7 +364,8 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
     leads of each locale's language as generic corpus, results and findings per locale."""
     study = tmp_path / "study"
     env = {**{k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GENERIC_DATA")},
-           "OUT_ROOT": str(study), "LOCALES": "es-ES fr-FR", "TASKS": "dc", "QUICK_RATIOS": "0", "QUICK_ADAPTED_RATIOS": "",
+           "OUT_ROOT": str(study), "JOBS": "2", "LOCALES": "es-ES fr-FR", "TASKS": "dc", "QUICK_RATIOS": "0",
+           "QUICK_ADAPTED_RATIOS": "",
            "WIKIPEDIA_LEADS": str(DATA / "wikipedia-lead"), "TARGET_DATA": str(DATA / "massive-1.1"),
            "TASK_DATA": str(DATA / "massive-1.1")}
     proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--multilingual", "--quick"], cwd=REPO, env=env,
@@ -393,7 +396,7 @@ def test_reproduce_quick_on_your_own_data(tmp_path):
     for split, folder in (("train", "train"), ("dev", "valid"), ("test", "test")):
         write_bio(tmp_path / "slots" / folder, by_split[split])
     study = tmp_path / "study"
-    proc = quick_study(study, TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
+    proc = quick_study(study, JOBS="2", TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
                        QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1", DISTILL_FLAGS="--hidden-layers uniform --alpha-attn 0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(study / "results.csv")))
