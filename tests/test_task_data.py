@@ -200,6 +200,8 @@ def test_bad_inputs_are_one_line_errors(teacher_dir, converted, tmp_path, capsys
     (short_label / "train" / "label").write_text("".join((short_label / "train" / "label").read_text().splitlines(True)[:-1]))
     mixed = copy_bio("mixed")
     (mixed / "train.csv").write_text("text,label\nhello,greet\n")
+    stray = copy_bio("stray")  # a CSV inside a BIO split folder would be ignored without a word
+    (stray / "train" / "extra.csv").write_text("text,label\nhello,greet\n")
     empty_split = copy_bio("empty_split")
     for f in ("seq.in", "seq.out", "label"):
         (empty_split / "valid" / f).write_text("")
@@ -213,6 +215,7 @@ def test_bad_inputs_are_one_line_errors(teacher_dir, converted, tmp_path, capsys
         (icner + ["--data", str(short_tags)], "short_tags/train/seq.out:7: "),
         (icner + ["--data", str(short_label)], "short_label/train/label: "),
         (icner + ["--data", str(mixed)], "the folder mixes formats"),
+        (icner + ["--data", str(stray)], "train/: bio, train/extra.csv: csv, valid/: bio); keep one format per folder"),
         (icner + ["--data", str(empty_split)], "empty_split/valid: no utterances (the dev split is empty)"),
         (dc + ["--data", str(latin1)], "latin1/train.csv: not UTF-8 text"),
         (dc + ["--data", str(converted / "csv"), "--label-column", "domain"], "no column 'text' (columns: utterance, domain); set --text-column"),

@@ -2,7 +2,7 @@
 student minus another on the same es-ES test utterances, with the study's paired bootstrap
 (common.metrics.paired_bootstrap_ci; one seed, so it resamples the test utterances only).
 
-    python paired.py /work/runs/pilot-width
+    python paired.py ../runs/pilot-width
 """
 import json
 import sys
