@@ -19,12 +19,12 @@ from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
 from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, sample
-from common.models import check_max_length, load_tokenizer
+from common.models import check_max_length, load_tokenizer, loading
 from common.onnx_models import ONNX_FILE, OnnxModel
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
-from common.tasks import load_labels, per_utterance, predict, score, torch_logits_fn
+from common.tasks import check_label_overlap, load_labels, per_utterance, predict, score, torch_logits_fn
 
 
 def parse_args(argv):
@@ -51,7 +51,8 @@ class TorchModel:
         self.task = self.labels["task"]
         self.tokenizer = load_tokenizer(str(folder), "--model")
         cls = AutoModelForSequenceClassification if self.task == "dc" else JointIntentSlotModel
-        self.model = cls.from_pretrained(folder).eval().to(inference_device())
+        with loading(folder):
+            self.model = cls.from_pretrained(folder).eval().to(inference_device())
         self.logits_fn = torch_logits_fn(self.model, inference_device())
 
     def predict(self, texts, max_length, batch_size):
@@ -83,6 +84,12 @@ def load_model(folder, max_length):
     return model.task, model
 
 
+def known_labels(model):
+    """The labels a model (or every model of a per-domain folder) can predict."""
+    models = model.values() if isinstance(model, dict) else [model]
+    return {key: sorted({x for m in models for x in m.labels.get(key, [])}) for key in ("domains", "intents")}
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -96,6 +103,7 @@ def main(argv=None):
     if not utterances:
         raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
     utterances = sample(utterances, args.max_utterances)
+    check_label_overlap(task, known_labels(model), utterances, "the model")
     start = time.perf_counter()
     if isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
         predictions = [None] * len(utterances)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common.engine import inference_device
-from common.models import check_max_length
+from common.models import check_max_length, check_weights
 from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,
                         positive_int, publish, run_cli, unit_float, versions, write_json_atomic)
@@ -90,8 +90,10 @@ def main(argv=None):
         raise UsageError(f"--model {args.model}: no such folder")
     labels = load_labels(args.model)  # fails on a folder that is not a finetuned model
     check_max_length(args.model, args.max_seq_length)
+    check_weights(args.model)
     if args.teacher:  # the benchmark's teacher loads in a child process: check it before any work
         check_max_length(args.teacher, args.max_seq_length, "--teacher")
+        check_weights(args.teacher, "--teacher")
     isa = None if args.no_quantize else check_isa(args.isa)
     dev = test = None
     if args.data:

@@ -27,12 +27,12 @@ from common.bio import ceiling_report, slot_ceiling
 from common.engine import PRECISIONS, Engine
 from common.joint_model import JointIntentSlotModel
 from common.massive import sample
-from common.models import check_max_length, load_tokenizer
+from common.models import check_max_length, load_tokenizer, loading
 from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
                         non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         unit_float, versions, write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
-from common.tasks import TASKS, build_labels, collate, encode, headline, predict, save_labels, score, torch_logits_fn
+from common.tasks import TASKS, build_labels, check_label_overlap, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 
 
 def parse_args(argv):
@@ -161,7 +161,7 @@ def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
 
 
 def build_model(args, labels):
-    try:
+    with loading(args.model):
         if args.task == "dc":
             domains = labels["domains"]
             return AutoModelForSequenceClassification.from_pretrained(
@@ -169,8 +169,6 @@ def build_model(args, labels):
                 label2id={d: i for i, d in enumerate(domains)}, ignore_mismatched_sizes=True)
         return JointIntentSlotModel.from_encoder(args.model, labels["intents"], labels["slots"],
                                                  slot_loss_coef=args.slot_loss_coef)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"--model {args.model}: cannot load ({str(err).splitlines()[0]})") from None
 
 
 def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
@@ -179,6 +177,7 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
     work_dir = partial_dir(output_dir)
     train, dev = sample(train, args.max_train_utterances), sample(dev, args.max_dev_utterances)
     labels = build_labels(args.task, train)
+    check_label_overlap(args.task, labels, dev, "its train split", "--data's dev split")
     ceiling = None
     if args.task == "icner":  # what the tokenizer lets any model get right: a language it cannot do shows here
         ceiling = {name: ceiling_report(slot_ceiling(tokenizer, part, args.max_seq_length))

@@ -109,7 +109,8 @@ def benchmark(kind, folder, runs, threads, warmup=10, timeout_s=3600):
             proc.kill()
             proc.join()
     if "error" in outcome:
-        raise BenchmarkError(f"benchmark of {folder} failed: {outcome['error']}")
+        lines = [line.strip() for line in outcome["error"].splitlines() if line.strip()]  # one line, never a trace
+        raise BenchmarkError(f"benchmark of {folder} failed: {'; '.join(lines[:2])[:300]}")
     return outcome["results"], outcome["peak_mb"]
 
 

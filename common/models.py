@@ -1,6 +1,7 @@
 """Loading teachers and tokenizers, building and initialising students."""
 import copy
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import transformers
@@ -15,6 +16,52 @@ def _check_source(name_or_path, flag):
         raise UsageError(f"{flag} {name_or_path}: no such folder")
     if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
         raise UsageError(f"{flag} {name_or_path}: not a model folder (no config.json)")
+
+
+WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def load_errors():
+    """What transformers raises for a folder it cannot read: a missing, truncated or foreign file."""
+    from safetensors import SafetensorError
+    return OSError, ValueError, RuntimeError, SafetensorError
+
+
+def check_weights(name_or_path, flag="--model"):
+    """A local model folder must hold weights, and a safetensors file a header that covers the file
+    (a truncated copy fails here, before any work, not in a child process or mid-run)."""
+    _check_source(str(name_or_path), flag)
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return
+    if (folder / "model.onnx").is_file():
+        raise UsageError(f"{flag} {name_or_path}: an exported ONNX folder; give the finetuned PyTorch folder it came from")
+    if not any((folder / w).is_file() for w in WEIGHTS):
+        raise UsageError(f"{flag} {name_or_path}: no weights beside its config.json (model.safetensors or "
+                         "pytorch_model.bin): copy the whole model folder")
+    if (folder / "model.safetensors").is_file():
+        from safetensors import SafetensorError, safe_open
+        try:
+            with safe_open(folder / "model.safetensors", "pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as err:
+            raise UsageError(f"{folder / 'model.safetensors'}: cannot read the weights ({str(err).splitlines()[0]}); "
+                             "the file may be truncated: copy or train it again") from None
+
+
+@contextmanager
+def loading(name_or_path, flag="--model"):
+    """Turn a model that does not load into one line naming the file: a config without weights, a
+    truncated weights file, a config that is not JSON."""
+    check_weights(name_or_path, flag)
+    folder = Path(name_or_path)
+    try:
+        yield
+    except load_errors() as err:
+        weights = next((folder / w for w in WEIGHTS if (folder / w).is_file()), None) if folder.is_dir() else None
+        where = f"{weights}: cannot load the weights" if weights else f"{flag} {name_or_path}: cannot load"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"{where} ({reason}); the file may be truncated or of another model") from None
 
 
 def load_tokenizer(name_or_path, flag="--tokenizer"):
@@ -32,19 +79,20 @@ def load_teacher(name_or_path):
     such as all-MiniLM-L6-v2) would otherwise get a randomly initialised head, and logit KD
     against random logits would silently teach nothing.
     """
-    _check_source(name_or_path, "--teacher")
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the "newly initialized" warning is expected here
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
-        prefix = model.base_model_prefix + "."
-        has_head = not any(not key.startswith(prefix) for key in info["missing_keys"])
-        if not has_head:
+        with loading(name_or_path, "--teacher"):
+            try:
+                model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
+            except ValueError as err:
+                if "Unrecognized configuration class" not in str(err):
+                    raise
+                model, info = AutoModel.from_pretrained(name_or_path), None  # no masked-LM class for it
+        has_head = info is not None and not any(not key.startswith(model.base_model_prefix + ".")
+                                                for key in info["missing_keys"])
+        if not has_head and info is not None:
             model = model.base_model
-    except ValueError:  # an architecture with no masked-LM class
-        model, has_head = AutoModel.from_pretrained(name_or_path), False
-    except OSError as err:
-        raise UsageError(f"--teacher {name_or_path}: cannot load ({str(err).splitlines()[0]})") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
     model.eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.models import load_tokenizer, loading
 from common.run import UsageError
 from common.tasks import LABELS_FILE, load_labels, predict
 
@@ -80,14 +81,16 @@ def export_onnx(model_dir, out_dir):
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(f"--model {model_dir}: no usable tokenizer ({str(err).splitlines()[0]})") from None
     if labels["task"] == "dc":
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        with loading(model_dir):
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
         try:
             onnx_export_from_model(model, out_dir, task="text-classification", do_validation=False)
         except (ValueError, KeyError) as err:
             raise UsageError(f"--model {model_dir}: optimum cannot export {type(model).__name__} "
                              f"({str(err).splitlines()[0]})") from None
     else:
-        model = JointIntentSlotModel.from_pretrained(model_dir).eval()
+        with loading(model_dir):
+            model = JointIntentSlotModel.from_pretrained(model_dir).eval()
         try:
             export(model, _joint_onnx_config(model.config), out_dir / ONNX_FILE)
         except (ValueError, KeyError) as err:
@@ -135,11 +138,16 @@ class OnnxModel:
             raise UsageError(f"{folder}: no {ONNX_FILE} (not an exported model)")
         self.labels = load_labels(folder)
         self.task = self.labels["task"]
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = load_tokenizer(str(folder), "--model")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ...: pybind classes with no common base
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise UsageError(f"{folder / ONNX_FILE}: not a model ONNX Runtime can load ({reason}); "
+                             "the file may be truncated: export it again") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -9,6 +9,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForMaskedLM
 
 from common.massive import looks_like_local_path
+from common.models import loading
 from common.run import UsageError
 from common.transfer import mask_tokens
 
@@ -39,9 +40,8 @@ def mlm_model_from_pretrained(source):
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # a missing head is expected and reported below
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"--model {source}: cannot load ({str(err).splitlines()[0]})") from None
+        with loading(source):
+            model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
     prefix = model.base_model_prefix + "."

@@ -25,6 +25,24 @@ def build_labels(task, train_utterances):
     return labels
 
 
+def check_label_overlap(task, known, utterances, what, data_flag="--data"):
+    """A model (or a train split) that knows none of the data's labels can only score 0: refuse it.
+    A partial overlap is one line on stderr; those utterances still count as errors."""
+    import sys
+    key, name = ("domains", "domains") if task == "dc" else ("intents", "intents")
+    seen = {u.scenario if task == "dc" else u.intent for u in utterances}
+    unknown = sorted(seen - set(known[key]))
+    if seen and len(unknown) == len(seen):
+        raise UsageError(f"{data_flag}: none of its {len(seen)} {name} ({', '.join(unknown[:5])}"
+                         f"{', ...' if len(unknown) > 5 else ''}) is one {what} knows ({len(known[key])} {name}: "
+                         f"{', '.join(known[key][:5])}{', ...' if len(known[key]) > 5 else ''}): give data with its labels")
+    if unknown:
+        print(f"note: {len(unknown)} of the {len(seen)} {name} in {data_flag} are unknown to {what} "
+              f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}); their utterances count as errors",
+              file=sys.stderr)
+    return unknown
+
+
 def save_labels(folder, labels):
     (Path(folder) / LABELS_FILE).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n")
 
@@ -33,7 +51,10 @@ def load_labels(folder):
     path = Path(folder) / LABELS_FILE
     if not path.is_file():
         raise UsageError(f"{folder}: not a finetuned DC/ICNER model (no {LABELS_FILE})")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
 
 
 def encode(task, tokenizer, utterances, labels, max_length):
