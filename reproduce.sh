@@ -79,7 +79,7 @@ fi
 USER_SET=$ENV_AT_START
 if [[ ${#JOB[@]} == 0 && -z ${STUDY_STARTED:-} ]]; then  # for REPORT.md's provenance
   export STUDY_STARTED=$(date +%s)
-  STUDY_COMMAND=$(for knob in $(knobs); do [[ $USER_SET == *" $knob "* ]] && printf '%s=%q ' "$knob" "${!knob}"; done)
+  STUDY_COMMAND=$(for knob in $(knobs); do if [[ $USER_SET == *" $knob "* ]]; then printf '%s=%q ' "$knob" "${!knob}"; fi; done)
   export STUDY_COMMAND="${STUDY_COMMAND}bash reproduce.sh ${MODE_ARGS[*]}"
   export STUDY_TITLE="the $PROFILE profile$([[ $QUICK == 1 ]] && echo ", quick" || true)$([[ $MULTILINGUAL == 1 ]] && echo ", multilingual" || true)"
 fi
@@ -170,7 +170,8 @@ if [[ $PLAN == 1 ]]; then  # --plan: what the study would run, in the profile ch
 fi
 mkdir -p "$OUT_ROOT/logs"
 TARGET=(--target-data $TARGET_DATA --locales $LOCALES ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"})
-LABELLED=(--locales $LOCALES --data-format "$DATA_FORMAT" --text-column "$TEXT_COLUMN" --label-column "$LABEL_COLUMN")
+LABELLED=(--locales $LOCALES --data-format "$DATA_FORMAT" --text-column "$TEXT_COLUMN" --label-column "$LABEL_COLUMN"
+          ${CONLL_COLUMNS:+--conll-columns "$CONLL_COLUMNS"})
 DC_FLAGS=(--data $DC_DATA "${LABELLED[@]}")        # the labelled data of each task
 ICNER_FLAGS=(--data $ICNER_DATA "${LABELLED[@]}")
 

@@ -4,15 +4,17 @@ Formats (detected from the files; --data-format forces one):
   massive  MASSIVE JSONL: files, folders of <locale>.jsonl, hub dataset names (common.massive)
   bio      a folder per split (train/, dev/ or valid/, test/), each holding seq.in (space-separated
            tokens), seq.out (one tag per token) and label (the intent), one utterance a line
-  conll    a file per split (train.conll, dev.conll, ...; .txt and .tsv too): a token and its tag
-           per line (tab or spaces), a blank line between utterances; the intent as a
-           `# intent = X` comment or a third column, an optional `# domain = X` comment
+  conll    a file per split (train.conll, dev.conll, ...; .txt and .tsv too): a line per token
+           (tab or spaces), a blank line between utterances, in one of the column layouts of
+           common.conll (token tag; token tag intent; index token tag; index token intent tag);
+           `# intent = X`, `# domain = X` and `# text = X` comment lines
   csv, tsv, jsonl
            a file per split with a text and a label column (--text-column, --label-column):
            classification, for DC-style tasks (any label set: a domain, a topic, an intent)
 
 Every format becomes the record the metrics use (common.massive.Utterance): BIO and CoNLL tokens
-are joined by one space and each slot is the character span of its tokens; tags become slots as
+are joined by one space (CoNLL with `# text`: found in the original text) and each slot is the
+character span of its tokens; tags become slots as
 seqeval reads them (its get_entities: an I- that does not continue a slot of its type opens one),
 so span metrics on the records equal seqeval's on the tags. The label of classification data is
 the record's `scenario`, what DC predicts. Formats without locales or domains get UNDETERMINED and
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from seqeval.metrics.sequence_labeling import get_entities
 
+from common.conll import parse_columns, read_blocks, token_offsets
 from common.jsonl import read_jsonl
 from common.massive import (
     PARTITIONS,
@@ -55,15 +58,18 @@ def add_data_args(parser, required=False, what="train/dev for finetuning"):
     g.add_argument("--text-column", default="text", help="classification data: the text column / JSONL field")
     g.add_argument("--label-column", default="label", help="classification data: the label column / JSONL field")
     g.add_argument("--locales", nargs="+", help="MASSIVE locales to keep (other formats have none and are kept whole)")
+    g.add_argument("--conll-columns", type=parse_columns, metavar="ROLE=N,...",
+                   help="CoNLL: which column holds what, from 1, e.g. token=2,intent=3,tag=4 (default: detected)")
 
 
 def load_task_data(args, split, task=None):
     """(utterances, fingerprints, format) of one split of --data, checked to suit `task` when given."""
-    return load_labelled(args.data, split, args.data_format, args.text_column, args.label_column, args.locales, task)
+    return load_labelled(args.data, split, args.data_format, args.text_column, args.label_column, args.locales, task,
+                         getattr(args, "conll_columns", None))
 
 
 def load_labelled(sources, split, data_format="auto", text_column="text", label_column="label", locales=None,
-                  task=None):
+                  task=None, conll_columns=None):
     """(utterances, fingerprints, format) of one split (train, dev or test) of labelled data; with a
     task (dc, icner), data that cannot train or score it is refused."""
     if split not in PARTITIONS:
@@ -87,7 +93,8 @@ def load_labelled(sources, split, data_format="auto", text_column="text", label_
         if kind == "bio":
             rows = read_bio_folder(path, split)
         elif kind == "conll":
-            rows = read_conll(path, split)
+            rows, info = read_conll(path, split, conll_columns)
+            fingerprints[-1].update(info)  # the layout read, and where the spacing came from: run.json says
         else:
             rows = read_classification(path, split, kind, text_column, label_column)
         if not rows:
@@ -172,11 +179,11 @@ def is_massive_jsonl(path):
 
 
 def _sniff(path):
-    """A .tsv or .txt split file is CoNLL when its first line is a token and a tag, else TSV."""
+    """A .tsv or .txt split file is CoNLL when its first line has 2-4 columns, one a tag after the first, else TSV."""
     for number, line in _lines(path):
         if line.strip() and not line.startswith("#"):
             fields = line.split("\t") if "\t" in line else line.split()
-            if len(fields) >= 2 and _TAG.match(fields[1].strip()):
+            if 2 <= len(fields) <= 4 and any(_TAG.match(f.strip()) for f in fields[1:]):
                 return "conll"
             if "\t" in line:
                 return "tsv"
@@ -199,19 +206,21 @@ def _lines(path):
 
 # ---- readers ----------------------------------------------------------------------------------------
 
-def utterance_from_tags(tokens, tags, intent, where, split, domain=NO_DOMAIN):
-    """The record of one tagged utterance: text = tokens joined by one space, slots as seqeval reads the tags."""
+def utterance_from_tags(tokens, tags, intent, where, split, domain=NO_DOMAIN, text=None, starts=None):
+    """The record of one tagged utterance, slots as seqeval reads the tags: character spans into
+    text at the tokens' starts when given, else into the tokens joined by one space."""
     for token, tag in zip(tokens, tags):
         if not _TAG.match(tag):
             raise UsageError(f"{where}: tag {tag!r} of token {token!r} is not O, B-type, I-type (or E-/S-type)")
-    starts, position = [], 0
-    for token in tokens:
-        starts.append(position)
-        position += len(token) + 1
+    if starts is None:
+        starts, position = [], 0
+        for token in tokens:
+            starts.append(position)
+            position += len(token) + 1
     slots = [Slot(kind, starts[first], starts[last] + len(tokens[last]))
              for kind, first, last in get_entities(list(tags))]
     return Utterance(id=where, locale=UNDETERMINED, partition=split, scenario=domain, intent=intent,
-                     utt=" ".join(tokens), slots=slots)
+                     utt=" ".join(tokens) if text is None else text, slots=slots)
 
 
 def read_bio_folder(folder, split):
@@ -235,43 +244,14 @@ def read_bio_folder(folder, split):
     return utterances
 
 
-_COMMENT = re.compile(r"^#\s*(intent|domain)\s*=\s*(.+?)\s*$")
-
-
-def read_conll(path, split):
-    """Token-tag lines, blank-line separated; `# intent = X` / `# domain = X` comments or an intent column."""
-    utterances, block, notes = [], [], {}
-
-    def close():
-        if not block:
-            return
-        first = block[0][0]
-        column_intents = {fields[2] for _, fields in block if len(fields) > 2}
-        if len(column_intents) > 1:
-            raise UsageError(f"{path}:{first}: the intent column differs within one utterance "
-                             f"({', '.join(sorted(column_intents))})")
-        intent = notes.get("intent") or next(iter(column_intents), None)
-        if not intent:
-            raise UsageError(f"{path}:{first}: utterance without an intent (a '# intent = X' line or a third column)")
-        utterances.append(utterance_from_tags([f[0] for _, f in block], [f[1] for _, f in block], intent,
-                                              f"{path}:{first}", split, notes.get("domain", NO_DOMAIN)))
-        block.clear()
-        notes.clear()
-
-    for number, line in _lines(path):
-        if not line.strip():
-            close()
-        elif line.startswith("#"):
-            match = _COMMENT.match(line)
-            if match:
-                notes[match.group(1)] = match.group(2)
-        else:
-            fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
-            if len(fields) < 2 or not fields[0]:
-                raise UsageError(f"{path}:{number}: expected a token and its tag (token<TAB>tag), got {line!r}")
-            block.append((number, fields))
-    close()
-    return utterances
+def read_conll(path, split, columns=None):
+    """(utterances, layout info) of a CoNLL file (common.conll: its column layouts and comments)."""
+    blocks, info = read_blocks(path, _lines(path), columns)
+    utterances = []
+    for where, tokens, tags, intent, domain, text in blocks:
+        starts = token_offsets(tokens, text, where) if text is not None else None
+        utterances.append(utterance_from_tags(tokens, tags, intent, where, split, domain or NO_DOMAIN, text, starts))
+    return utterances, info
 
 
 def read_classification(path, split, kind, text_column, label_column):
