@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The sweep's finished jobs, kept in the repository so that a run on another machine (or after the
+# study folder is lost) skips them and aggregate.py still reads them.
+#
+#   bash docs/results/sweep/jobs.sh save    STUDY   # copy each finished job's records into jobs/
+#   bash docs/results/sweep/jobs.sh restore STUDY   # put them back: reproduce.sh then skips those jobs
+#
+# A job's records: its test reports (with the per-utterance results the paired bootstrap needs,
+# gzip -n for reproducible bytes; this machine's folders rewritten as relative paths) and the run.json of its student and finetuned models. reproduce.sh
+# counts a job done when its student/, dc/, icner/ folders and its *_test.json exist.
+set -euo pipefail
+JOBS_DIR=$(cd "$(dirname "$0")" && pwd)/jobs
+verb=${1:?save or restore}
+STUDY=${2:?the study folder (OUT_ROOT)}
+case $verb in
+  save)
+    mkdir -p "$JOBS_DIR"
+    for done in "$STUDY"/seed*/*/icner_test.json "$STUDY"/budget_*/seed*/*/icner_test.json; do
+      [[ -f $done && ! -L $(dirname "$done") ]] || continue   # shared conditions are links in budget folders
+      dir=$(dirname "$done")
+      job=${dir#"$STUDY"/}; job=${job//\//__}                 # budget_3M__seed1__distill_r0
+      [[ -f $JOBS_DIR/${job}__icner_test.json.gz ]] && continue
+      for task in dc icner; do
+        gzip -n -c "$dir/${task}_test.json" > "$JOBS_DIR/${job}__${task}_test.json.gz"
+        cp "$dir/${task}_test.txt" "$JOBS_DIR/${job}__${task}_test.txt"
+        cp "$dir/$task/run.json" "$JOBS_DIR/${job}__${task}_run.json"
+      done
+      [[ -f $dir/student/run.json ]] && cp "$dir/student/run.json" "$JOBS_DIR/${job}__student_run.json"
+      python "$(dirname "$0")/../strip_paths.py" "$JOBS_DIR/${job}"__* > /dev/null   # no machine's folders
+      echo "saved $job"
+    done ;;
+  restore)
+    for report in "$JOBS_DIR"/*__icner_test.json.gz; do
+      [[ -f $report ]] || continue
+      job=$(basename "$report" __icner_test.json.gz)
+      dir=$STUDY/${job//__//}
+      [[ -f $dir/icner_test.json ]] && continue
+      for task in dc icner; do
+        mkdir -p "$dir/$task"
+        gunzip -c "$JOBS_DIR/${job}__${task}_test.json.gz" > "$dir/${task}_test.json"
+        cp "$JOBS_DIR/${job}__${task}_test.txt" "$dir/${task}_test.txt"
+        cp "$JOBS_DIR/${job}__${task}_run.json" "$dir/$task/run.json"
+      done
+      if [[ -f $JOBS_DIR/${job}__student_run.json ]]; then
+        mkdir -p "$dir/student" && cp "$JOBS_DIR/${job}__student_run.json" "$dir/student/run.json"
+      fi
+      echo "restored $job"
+    done ;;
+  *) echo "jobs.sh: error: unknown verb '$verb' (use save or restore)" >&2; exit 2 ;;
+esac
