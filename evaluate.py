@@ -77,7 +77,11 @@ def load_model(folder, max_length):
     if not folder.is_dir():
         raise UsageError(f"--model {folder}: no such folder")
     run = folder / "run.json"
-    if run.is_file() and json.loads(run.read_text()).get("per_domain"):
+    record = json.loads(run.read_text()) if run.is_file() else {}
+    if record.get("per_domain") and record.get("script") == "export.py":  # an exported one: each domain's int8
+        return "icner", {d: load_one(folder / d / ("int8" if (folder / d / "int8").is_dir() else "fp32"), max_length)
+                         for d in record["domains"]}
+    if record.get("per_domain"):
         return "icner", {d.name: load_one(d, max_length) for d in sorted(folder.iterdir())
                          if (d / "labels.json").is_file()}
     model = load_one(folder, max_length)

@@ -8,6 +8,8 @@ OUTPUT_DIR/fp32 and OUTPUT_DIR/int8 each hold model.onnx, the tokenizer, labels.
 config; parity.json, latency.json and run.json sit beside them. A failed parity check exits 1
 with the figures (the folders are kept, to look into).
 """
+import argparse
+import json
 import os
 import shutil
 import sys
@@ -33,7 +35,9 @@ def parse_args(argv):
     p.add_argument("--model", required=True, help="finetune.py output folder (DC or ICNER)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--optimize", action="store_true", help="fuse the graph with onnxruntime's transformer optimiser")
+    p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True,
+                   help="fuse attention, LayerNorm and GELU with onnxruntime's transformer optimiser (default; on a "
+                        "4 x 256 student its int8 session took 0.80x the unfused one's time at batch 1)")
     p.add_argument("--no-quantize", action="store_true", help="fp32 only")
     p.add_argument("--isa", choices=("auto",) + ISAS, default="auto", help="int8 kernel target (auto: this CPU)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight quantisation")
@@ -81,6 +85,28 @@ def compare(reference_fn, other_fn, tokenizer, texts, max_length):
     return max_diff, {name: agree[name] / total[name] for name in agree}
 
 
+def per_domain_models(folder):
+    """[domain, ...] of a per-domain ICNER folder (finetune.py --all-domains), None for one model; a
+    domain its run.json names but whose model is missing is an error."""
+    run = Path(folder) / "run.json"
+    record = json.loads(run.read_text()) if run.is_file() else {}
+    if not record.get("per_domain"):
+        return None
+    missing = [d for d in record["domains"] if not (Path(folder) / d / "labels.json").is_file()]
+    if missing:
+        raise UsageError(f"--model {folder}: the per-domain folder has no model for {', '.join(missing)} "
+                         f"({Path(folder) / missing[0]}/labels.json missing); finetune it again with --resume")
+    return record["domains"]
+
+
+def check_model(folder, flag, max_length):
+    """Before any work: a finetuned model (labels.json) whose positions and weights are usable."""
+    labels = load_labels(folder)
+    check_max_length(str(folder), max_length, flag)
+    check_weights(folder, flag)
+    return labels
+
+
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
@@ -88,32 +114,60 @@ def main(argv=None):
     check_output_dir(output_dir, args.overwrite, resume=False)
     if not Path(args.model).is_dir():
         raise UsageError(f"--model {args.model}: no such folder")
-    labels = load_labels(args.model)  # fails on a folder that is not a finetuned model
-    check_max_length(args.model, args.max_seq_length)
-    check_weights(args.model)
+    domains = per_domain_models(args.model)
+    models = {d: Path(args.model) / d for d in domains} if domains else {None: Path(args.model)}
+    labels = {d: check_model(folder, "--model", args.max_seq_length) for d, folder in models.items()}
     if args.teacher:  # the benchmark's teacher loads in a child process: check it before any work
-        check_max_length(args.teacher, args.max_seq_length, "--teacher")
-        check_weights(args.teacher, "--teacher")
+        teacher = Path(args.teacher) / domains[0] if domains and per_domain_models(args.teacher) else Path(args.teacher)
+        check_max_length(str(teacher), args.max_seq_length, "--teacher")
+        check_weights(teacher, "--teacher")
+        args.teacher = str(teacher)
     isa = None if args.no_quantize else check_isa(args.isa)
+    task = next(iter(labels.values()))["task"]
     dev = test = None
     if args.data:
-        dev = load_task_data(args, "dev", labels["task"])[0]
-        test = load_task_data(args, "test", labels["task"])[0] if args.benchmark else None
+        dev = load_task_data(args, "dev", task)[0]
+        test = load_task_data(args, "test", task)[0] if args.benchmark else None
         if not dev:
             raise UsageError(f"--data has no dev utterances for locales {args.locales or 'any'}")
 
     shutil.rmtree(work, ignore_errors=True)
     try:
-        failed = export_and_check(args, work, labels, isa, dev, test, started)
+        failed = export_all(args, work, models, labels, isa, dev, test, started)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
         raise
     publish(work, output_dir)
-    print(f"exported to {output_dir}/fp32" + (f" and {output_dir}/int8 ({isa})" if isa else ""), file=sys.stderr)
+    print(f"exported to {output_dir}/" + ("<domain>/" if domains else "") + "fp32"
+          + (f" and int8 ({isa})" if isa else ""), file=sys.stderr)
     if failed:
         print(f"export.py: parity check failed: {'; '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def export_all(args, work, models, labels, isa, dev, test, started):
+    """One model into work/, or each domain's into work/<domain>/ with its own parity on that
+    domain's dev utterances (the benchmark times the first domain's) and a summary on top."""
+    if None in models:
+        return export_and_check(args, work, labels[None], isa, dev, test, started)
+    failed, summary = [], {}
+    for i, (domain, folder) in enumerate(models.items()):
+        print(f"== domain {domain}", file=sys.stderr)
+        mine = argparse.Namespace(**{**vars(args), "model": str(folder), "benchmark": args.benchmark and i == 0})
+        in_domain = [u for u in dev if u.scenario == domain] if dev is not None else None
+        # each domain's model is checked on its own domain's dev utterances (on all of dev if it has none)
+        failed += [f"{domain}: {f}" for f in export_and_check(mine, work / domain, labels[domain], isa, in_domain or dev,
+                                                               test, started)]
+        summary[domain] = json.loads((work / domain / "parity.json").read_text()) if (work / domain / "parity.json").is_file() else None
+    parity = {"per_domain": summary, "failed": failed}
+    write_json_atomic(work / "parity.json", parity)
+    write_json_atomic(work / "run.json", {"script": "export.py", "args": vars(args), "versions": versions(),
+                                          "task": "icner", "per_domain": True, "domains": list(models), "isa": isa,
+                                          "parity_failed": failed, "timings": {"wall_s": round(time.time() - started, 3)}})
+    if args.benchmark and (work / next(iter(models)) / "latency.json").is_file():
+        shutil.copy(work / next(iter(models)) / "latency.json", work / "latency.json")
+    return failed
 
 
 def export_and_check(args, work, labels, isa, dev, test, started):
@@ -132,7 +186,7 @@ def export_and_check(args, work, labels, isa, dev, test, started):
         run["parity"] = parity
         failed = parity["failed"]
     if args.benchmark:
-        run["latency"] = run_benchmark(args, work, test)
+        run["latency"] = run_benchmark(args, work, test, dev, labels["task"])
         write_json_atomic(work / "latency.json", run["latency"])
     run["timings"] = {"wall_s": round(time.time() - started, 3)}
     write_json_atomic(work / "run.json", run)
@@ -169,37 +223,75 @@ def check_parity(args, model, tokenizer, dev, work, task):
     return parity
 
 
-def run_benchmark(args, work, test):
+def teacher_onnx(args, work):
+    """The no-distillation alternative a deployment engineer weighs: the finetuned teacher itself,
+    exported and quantised as the student is (work/teacher/{fp32,int8}); none for a bare encoder."""
+    from common.tasks import LABELS_FILE
+    if not args.teacher or not (Path(args.teacher) / LABELS_FILE).is_file():
+        return []
+    print("exporting the teacher for its own ONNX rows ...", file=sys.stderr)
+    model, _, _ = export_onnx(args.teacher, work / "teacher" / "fp32")
+    if args.optimize:
+        optimize_onnx(work / "teacher" / "fp32", model)
+    rows = [("ONNX fp32 teacher", "onnx", work / "teacher" / "fp32")]
+    if (work / "int8").exists():
+        quantize_onnx(work / "teacher" / "fp32", work / "teacher" / "int8", check_isa(args.isa), args.per_channel)
+        rows.append(("ONNX int8 teacher", "onnx", work / "teacher" / "int8"))
+    return rows
+
+
+def dev_scores(models, dev, task, max_length):
+    """Each model's dev headline (DC accuracy, ICNER exact match) beside its latency. A PyTorch
+    model scores as its fp32 ONNX export does (parity holds them within 1e-4 of each other)."""
+    if not dev:
+        return {}
+    onnx = {folder: headline(task, score(task, dev, OnnxModel(folder).predict([u.utt for u in dev], max_length),
+                                         bootstrap=0)) for _, kind, folder in models if kind == "onnx"}
+    same_as = {"PyTorch fp32 teacher": "ONNX fp32 teacher", "PyTorch fp32 student": "ONNX fp32 student"}
+    folder_of = {name: folder for name, kind, folder in models if kind == "onnx"}
+    return {name: onnx.get(folder) if kind == "onnx" else onnx.get(folder_of.get(same_as.get(name.replace(" GPU", ""))))
+            for name, kind, folder in models}
+
+
+def run_benchmark(args, work, test, dev=None, task=None):
     from common.latency import benchmark, size_on_disk_mb
     texts = [u.utt for u in test][:args.benchmark_utterances]
     texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
     models = []
     if args.teacher:
         models.append(("PyTorch fp32 teacher", "torch", args.teacher))
+    models += teacher_onnx(args, work)
     models += [("PyTorch fp32 student", "torch", args.model), ("ONNX fp32 student", "onnx", work / "fp32")]
     if (work / "int8").exists():
         models.append(("ONNX int8 student", "onnx", work / "int8"))
     if inference_device().type == "cuda":  # the CPU rows stay; the GPU adds its own
         models += [(name.replace("PyTorch", "PyTorch GPU"), "torch-cuda", folder)
                    for name, kind, folder in models if kind == "torch"]
+    accuracy = dev_scores(models, dev[:args.parity_utterances] if dev else None, task, args.max_seq_length)
     rows = []
     for name, kind, folder in models:
         print(f"benchmarking {name} ...", file=sys.stderr)
         (batch_1, batch_32), peak_mb = benchmark(kind, folder, [(1, texts), (32, texts32)], args.threads)
         rows.append({"model": name, "folder": str(folder), "size_mb": size_on_disk_mb(folder),
-                     "batch_1": batch_1, "batch_32": batch_32, "peak_memory_mb": peak_mb})
+                     "batch_1": batch_1, "batch_32": batch_32, "peak_memory_mb": peak_mb,
+                     "dev_headline": accuracy.get(name)})
     base = rows[0]["batch_1"]["p50_ms"]
     for row in rows:
         row["speedup_p50_batch_1"] = round(base / row["batch_1"]["p50_ms"], 2)
     print(f"\nlatency, {args.threads} threads, tokenisation included (ms; throughput in utterances/s):")
-    print(f"{'model':<22}{'MB':>8}{'b1 p50':>9}{'p95':>8}{'p99':>8}{'b1 /s':>8}{'b32 p50':>9}{'b32 /s':>8}{'peak MB':>9}{'x':>7}")
+    print(f"{'model':<22}{'MB':>8}{'b1 p50':>9}{'p95':>8}{'p99':>8}{'b1 /s':>8}{'b32 p50':>9}{'b32 /s':>8}{'peak MB':>9}"
+          f"{'x':>7}{'dev':>8}")
     for r in rows:
         b1, b32 = r["batch_1"], r["batch_32"]
+        dev_cell = "" if r["dev_headline"] is None else f"{100 * r['dev_headline']:.2f}"
         print(f"{r['model']:<22}{r['size_mb']:>8.1f}{b1['p50_ms']:>9.2f}{b1['p95_ms']:>8.2f}{b1['p99_ms']:>8.2f}"
               f"{b1['throughput_per_s']:>8.0f}{b32['p50_ms']:>9.1f}{b32['throughput_per_s']:>8.0f}"
-              f"{r['peak_memory_mb']:>9.0f}{r['speedup_p50_batch_1']:>7.1f}")
+              f"{r['peak_memory_mb']:>9.0f}{r['speedup_p50_batch_1']:>7.1f}{dev_cell:>8}")
+    print(f"dev: {'DC accuracy' if task == 'dc' else 'ICNER exact match'} on {len(dev or [])} dev utterances "
+          "(PyTorch rows: their fp32 export's, which parity holds equal)")
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "rows": rows}
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "dev_metric": "accuracy" if task == "dc" else "exact_match",
+            "rows": rows}
 
 
 def _cpu_name():

@@ -103,13 +103,20 @@ def export_onnx(model_dir, out_dir):
 
 
 def optimize_onnx(folder, model):
-    """Fuse attention/layer-norm/GELU in place with onnxruntime's transformer optimiser."""
+    """Fuse attention/layer-norm/GELU in place with onnxruntime's transformer optimiser.
+
+    The fused operators (Attention, SkipLayerNormalization, ...) are onnxruntime's own, which ONNX's
+    shape inference does not know, so the int8 quantiser would find no type for their outputs; the
+    symbolic shape inference of onnxruntime's tools, which knows them, writes those types in."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
     from onnxruntime.transformers.optimizer import optimize_model
     config = getattr(model.config, "encoder", model.config)
     path = str(Path(folder) / ONNX_FILE)
     optimized = optimize_model(path, model_type="bert", num_heads=config.num_attention_heads,
                                hidden_size=config.hidden_size, opt_level=1)
     optimized.save_model_to_file(path)
+    onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(path), auto_merge=True), path)
 
 
 def quantize_onnx(src, dst, isa, per_channel):

@@ -127,12 +127,14 @@ def export_lines(folder):
                                                 f"batch 1 over {latency.get('utterances_batch_1')} test utterances, "
                                                 "tokenisation included):" if latency else ":"))
         if latency:
-            lines += ["", "| model | MB | b1 p50 ms | b1 p95 ms | b1 p99 ms | b32 /s | speed-up b1 p50 |",
-                      "|---|---|---|---|---|---|---|"]
+            metric = {"accuracy": "dev DC accuracy", "exact_match": "dev exact match"}.get(latency.get("dev_metric"), "dev")
+            lines += ["", f"| model | MB | b1 p50 ms | b1 p95 ms | b1 p99 ms | b32 /s | speed-up b1 p50 | {metric} |",
+                      "|---|---|---|---|---|---|---|---|"]
             for r in latency["rows"]:
                 b1, b32 = r["batch_1"], r.get("batch_32") or {}
+                dev = "" if r.get("dev_headline") is None else f"{100 * r['dev_headline']:.2f}"
                 lines.append(f"| {r['model']} | {r['size_mb']:.1f} | {b1['p50_ms']:.2f} | {b1['p95_ms']:.2f} | "
-                             f"{b1['p99_ms']:.2f} | {b32.get('throughput_per_s', '')} | {r['speedup_p50_batch_1']:.1f}x |")
+                             f"{b1['p99_ms']:.2f} | {b32.get('throughput_per_s', '')} | {r['speedup_p50_batch_1']:.1f}x | {dev} |")
             lines.append("")
         if parity:
             names = {"logits": "label", "intent_logits": "intent", "slot_logits": "slot tag per token"}

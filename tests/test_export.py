@@ -54,6 +54,10 @@ def test_export_parity_and_int8(exported, task):
     assert (exported / task / "int8" / "model.onnx").stat().st_size < (exported / task / "fp32" / "model.onnx").stat().st_size
     run = json.loads((exported / task / "run.json").read_text())
     assert run["isa"] == cpu_isa() and run["task"] == task
+    # fused by default, int8 too: onnxruntime's attention, LayerNorm and GELU kernels, quantised
+    import onnx
+    ops = {n.op_type for n in onnx.load(exported / task / "int8" / "model.onnx").graph.node}
+    assert run["args"]["optimize"] and {"QAttention", "SkipLayerNormalization"} <= ops, ops
 
 
 def test_failed_parity_exits_1_with_the_figures(finetuned, data_dir, tmp_path, capsys):
@@ -167,3 +171,46 @@ def test_long_inputs_are_refused_not_cut(exported, capsys):
                        "more than the 64-token window")
     expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), "--max-length", "100000",
                                               "hi"], "--max-length 100000 exceeds the 128 positions")
+
+
+@pytest.fixture(scope="module")
+def per_domain(finetuned, data_dir, tmp_path_factory):
+    """A per-domain ICNER folder (finetune.py --all-domains) over three domains of the fixture lines."""
+    root = tmp_path_factory.mktemp("per_domain")
+    keep = ("alarm", "music", "weather")
+    rows = [json.loads(line) for line in (data_dir / "massive" / "en-US.jsonl").open(encoding="utf-8")]
+    (root / "data").mkdir()
+    (root / "data" / "en-US.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["scenario"] in keep))
+    assert finetune.main(["--task", "icner", "--model", str(finetuned / "teacher64"), "--data", str(root / "data"),
+                          "--all-domains", "--output-dir", str(root / "icner"), "--batch-size", "16", "--lr", "3e-3",
+                          "--max-steps", "30"]) == 0
+    return root
+
+
+def test_a_per_domain_folder_exports_each_domain_with_its_own_parity(per_domain, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    assert export.main(["--model", str(per_domain / "icner"), "--output-dir", str(out), "--data",
+                        str(per_domain / "data"), "--min-agreement", "0.5"]) == 0
+    parity = json.loads((out / "parity.json").read_text())
+    assert sorted(parity["per_domain"]) == ["alarm", "music", "weather"] and parity["failed"] == []
+    for domain, check in parity["per_domain"].items():
+        assert (out / domain / "int8" / "model.onnx").is_file() and check["fp32_vs_torch_max_abs_diff"] <= 1e-4
+        # each domain's model is checked on its own domain's dev utterances
+        assert check["utterances"] == sum(1 for line in (per_domain / "data" / "en-US.jsonl").open()
+                                          if json.loads(line)["partition"] == "dev" and json.loads(line)["scenario"] == domain)
+    # the exported folder scores like the PyTorch one, each utterance routed to its domain's model
+    scores = {}
+    for name, model in (("torch", per_domain / "icner"), ("onnx", out)):
+        assert evaluate.main(["--model", str(model), "--data", str(per_domain / "data"), "--output",
+                              str(tmp_path / f"{name}.json"), "--bootstrap", "0"]) == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]
+    assert scores["onnx"]["n"] == scores["torch"]["n"]
+    assert abs(scores["onnx"]["intent_accuracy"] - scores["torch"]["intent_accuracy"]) <= 0.05
+
+
+def test_a_per_domain_folder_missing_a_domain_is_one_line(per_domain, tmp_path, capsys):
+    broken = shutil.copytree(per_domain / "icner", tmp_path / "broken")
+    shutil.rmtree(broken / "music")
+    out = tmp_path / "out"
+    expect_usage_error(capsys, export.main, ["--model", str(broken), "--output-dir", str(out), "--no-parity"],
+                       f"the per-domain folder has no model for music ({broken / 'music'}/labels.json missing)", out)

@@ -314,8 +314,11 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     assert "| command | `" in report and "reproduce.sh --quick` |" in report and "| sum of job times |" in report
     assert (final / "REPORT.md").is_file() and (final / "provenance.json").is_file()
     latency = json.loads((study / "export" / "dc" / "latency.json").read_text())
-    assert [r["model"] for r in latency["rows"]] == ["PyTorch fp32 teacher", "PyTorch fp32 student",
-                                                     "ONNX fp32 student", "ONNX int8 student"]
+    assert [r["model"] for r in latency["rows"]] == ["PyTorch fp32 teacher", "ONNX fp32 teacher", "ONNX int8 teacher",
+                                                     "PyTorch fp32 student", "ONNX fp32 student", "ONNX int8 student"]
+    # each row's dev accuracy beside its latency; a PyTorch row scores as its fp32 export
+    dev = {r["model"]: r["dev_headline"] for r in latency["rows"]}
+    assert all(0 <= v <= 1 for v in dev.values()) and dev["PyTorch fp32 student"] == dev["ONNX fp32 student"]
     parity = json.loads((study / "export" / "dc" / "parity.json").read_text())
     assert parity["fp32_vs_torch_max_abs_diff"] <= 1e-4
     best = (study / "best_student.txt").read_text().strip()
