@@ -34,7 +34,7 @@ def start(script, args, *torchrun):
 
 def finish(proc):
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 0, err[-8000:]
     return err
 
 
