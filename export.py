@@ -254,7 +254,7 @@ def dev_scores(models, dev, task, max_length):
 
 
 def run_benchmark(args, work, test, dev=None, task=None):
-    from common.latency import benchmark, size_on_disk_mb
+    from common.latency import benchmark, cpu_name, size_on_disk_mb
     texts = [u.utt for u in test][:args.benchmark_utterances]
     texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
     models = []
@@ -290,18 +290,8 @@ def run_benchmark(args, work, test, dev=None, task=None):
     print(f"dev: {'DC accuracy' if task == 'dc' else 'ICNER exact match'} on {len(dev or [])} dev utterances "
           "(PyTorch rows: their fp32 export's, which parity holds equal)")
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "dev_metric": "accuracy" if task == "dc" else "exact_match",
+            "cpu": cpu_name(), "cores": os.cpu_count(), "dev_metric": "accuracy" if task == "dc" else "exact_match",
             "rows": rows}
-
-
-def _cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from the files in docs/results/, never typed. `python aggregate.py --readme READ
 block between the two markers; a test fails when the README and the landed results disagree."""
 from pathlib import Path
 
-from common.report import VERDICTS, best_student, read_csv, read_provenance, teacher_percentages
+from common.report import VERDICTS, best_student, read_csv, read_provenance, sweep_gains, teacher_percentages
 
 REPO = Path(__file__).resolve().parents[1]
 # The landed studies the README answers from, in the order a reader meets them.
@@ -30,8 +30,7 @@ def sweep_budgets(folder):
     out = []
     for budget in dict.fromkeys(r["budget"] for r in rows):
         mine = [r for r in rows if r["budget"] == budget]
-        gains = [dict(r, diff=r["value"], better=r["condition"], worse="distill_r0", locale="all")
-                 for r in mine if r["kind"] == "gain"]
+        gains = sweep_gains(mine)
         results = [dict(r, mean=r["value"], locale="all") for r in mine if r["kind"] == "mean"]
         out.append((budget.removeprefix("budget_"), gains, results))
     return out

@@ -12,6 +12,17 @@ import numpy as np
 from common.run import UsageError
 
 
+def cpu_name():
+    """The CPU's model name, as /proc/cpuinfo gives it (None elsewhere)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def size_on_disk_mb(folder):
     files = [f for f in Path(folder).iterdir() if f.suffix in (".onnx", ".safetensors", ".bin")]
     return round(sum(f.stat().st_size for f in files) / 2 ** 20, 2)

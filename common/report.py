@@ -59,16 +59,16 @@ def finding_cell(row, marks=None):
     return f"{text} {(marks or VERDICTS).get(row['verdict'], row['verdict'])}".rstrip()
 
 
-def answer_table(finding_rows, label_column="comparison", label_of=None):
+def answer_table(finding_rows):
     """The question's comparisons x metrics, from findings.csv rows (all locales)."""
     rows = [r for r in finding_rows if r["locale"] == "all"]
     names = [(m, title) for m, title in ANSWER_METRICS if any(r["metric"] == m for r in rows)]
-    lines = [f"| {label_column} | seeds | " + " | ".join(t for _, t in names) + " |", "|---|---|" + "---|" * len(names)]
+    lines = ["| comparison | seeds | " + " | ".join(t for _, t in names) + " |", "|---|---|" + "---|" * len(names)]
     for better, worse, label in QUESTIONS:
         cells = {r["metric"]: r for r in rows if (r["better"], r["worse"]) == (better, worse)}
         if cells:
             seeds = max(int(r["seeds"]) for r in cells.values())
-            lines.append(f"| {label_of(label) if label_of else label} | {seeds} | "
+            lines.append(f"| {label} | {seeds} | "
                          + " | ".join(finding_cell(cells[m]) if m in cells else "" for m, _ in names) + " |")
     return lines if len(lines) > 2 else []
 
@@ -179,8 +179,8 @@ def job_seconds(folder):
 
 
 def machine():
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    from common.latency import cpu_name
+    model = cpu_name() or platform.processor()
     return f"{len(os.sched_getaffinity(0))} cores of {model or platform.machine()}"
 
 
@@ -259,10 +259,15 @@ def study_report(folder, record):
     return lines + plot_lines(folder) + provenance_lines(record)
 
 
+def sweep_gains(rows):
+    """sweep.csv's gain rows as findings rows (each vs generic-only, all locales)."""
+    return [dict(r, diff=r["value"], better=r["condition"], worse="distill_r0", locale="all")
+            for r in rows if r["kind"] == "gain"]
+
+
 def sweep_report(folder, record):
     """REPORT.md of a budget sweep (sweep.csv): the answer per budget, then the largest budget's study."""
-    gains = [dict(r, diff=r["value"], better=r["condition"], worse="distill_r0", locale="all")
-             for r in read_csv(folder / "sweep.csv") if r["kind"] == "gain"]
+    gains = sweep_gains(read_csv(folder / "sweep.csv"))
     lines = [f"# Which transfer set at which budget? {record.get('title') or 'The budget sweep'}", "", "## The answer", ""]
     for budget in dict.fromkeys(r["budget"] for r in gains):
         mine = [r for r in gains if r["budget"] == budget]
