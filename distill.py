@@ -283,12 +283,19 @@ def train(args, engine, model, teacher_view, stream, tokenizer, optimizer, sched
     global_batch, rank = args.batch_size * engine.world_size, engine.rank
     masking = bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0
     progress = engine.progress(max_steps, loop["step"], "distill")
-    window_loss, window_parts, window_steps = torch.zeros((), device=engine.device), {}, 0
+    # The steps since the last logged point: kept in a checkpoint, so that a resumed run logs the
+    # loss curve of an uninterrupted one
+    window = loop.get("window", {"steps": 0, "loss": 0.0, "parts": {}})
+    window_steps = window["steps"]
+    window_loss = torch.tensor(window["loss"], device=engine.device)
+    window_parts = {k: torch.tensor(v, device=engine.device) for k, v in window["parts"].items()}
     tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
 
     def save_checkpoint():
         nonlocal tokens_at_start, loop_start
         loop["train_seconds"] += time.perf_counter() - loop_start
+        loop["window"] = {"steps": window_steps, "loss": engine.mean(window_loss),  # every process's, as logged
+                          "parts": {k: engine.mean(v) for k, v in window_parts.items()}}
         engine.save(work_dir / "checkpoint", {"args": vars(args), "stream": stream.state_dict(), "loop": loop})
         tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
 

@@ -84,13 +84,14 @@ def tokenizer_dir(tmp_path_factory, data_dir):
     return out
 
 
-def make_teacher(path, tokenizer_dir, mlm_head, hidden=32, layers=2, heads=2, intermediate=64, seed=0):
+def make_teacher(path, tokenizer_dir, mlm_head, hidden=32, layers=2, heads=2, intermediate=64, seed=0, **config):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=128)
+                        num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=128,
+                        **config)
     torch.manual_seed(seed)
     model = (BertForMaskedLM if mlm_head else BertModel)(config)
     model.save_pretrained(path)
@@ -102,6 +103,14 @@ def make_teacher(path, tokenizer_dir, mlm_head, hidden=32, layers=2, heads=2, in
 def teacher_dir(tmp_path_factory, tokenizer_dir):
     """A tiny BERT encoder without MLM head, like all-MiniLM-L6-v2."""
     return make_teacher(tmp_path_factory.mktemp("teacher"), tokenizer_dir, mlm_head=False)
+
+
+@pytest.fixture(scope="session")
+def dropout_free_teacher_dir(tmp_path_factory, tokenizer_dir):
+    """The tiny encoder without dropout: each process of a multi-process run draws its own dropout
+    masks, so only without dropout can its weights be compared with a single process's."""
+    return make_teacher(tmp_path_factory.mktemp("dropout_free_teacher"), tokenizer_dir, mlm_head=False,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 @pytest.fixture(scope="session")

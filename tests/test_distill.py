@@ -1,10 +1,12 @@
 """distill.py end to end: tiny teachers, real MASSIVE and Wikipedia lines."""
 import json
+import math
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForMaskedLM
@@ -107,8 +109,7 @@ def cli(args, **kwargs):
 
 
 def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_path):
-    args = lambda out: base_args(teacher_dir, data_dir, out, 0.3, 300, "--save-steps", "20",  # noqa: E731
-                                 "--student-hidden", "64", "--batch-size", "16", "--max-seq-length", "64")
+    args = lambda out: base_args(teacher_dir, data_dir, out, 0.3, 300, "--save-steps", "20")  # noqa: E731
     straight = tmp_path / "straight"
     assert cli(args(straight)).wait(timeout=300) == 0
 
@@ -118,7 +119,7 @@ def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.5)  # somewhere past the first checkpoint
+    time.sleep(0.1)  # somewhere past the first checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not killed.exists(), "the run finished before it could be killed"
@@ -130,21 +131,30 @@ def test_resume_after_sigkill_gives_the_same_weights(teacher_dir, data_dir, tmp_
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert run_json(killed)["transfer"] == run_json(straight)["transfer"]
+    for record in ("transfer", "loss_curve"):
+        assert run_json(killed)[record] == run_json(straight)[record]
 
 
-def test_two_process_torchrun_on_cpu(teacher_dir, data_dir, tmp_path):
-    out = tmp_path / "ddp"
-    env = script_env(OMP_NUM_THREADS="1")
+def test_two_process_torchrun_trains_the_weights_of_one_process_at_the_same_global_batch(dropout_free_teacher_dir,
+                                                                                          data_dir, tmp_path):
+    """Each process distills its half of every global batch of packed sequences; with the gradients
+    averaged, 2 x 8 trains the student that 1 x 16 does, up to float rounding."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = lambda out, batch: [a if a != "8" else str(batch)  # noqa: E731
+                               for a in base_args(dropout_free_teacher_dir, data_dir, out, 0.3, 12)]
+    distill.main(args(one, 16))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(REPO / "distill.py"), *base_args(teacher_dir, data_dir, out, 0.3, 12)],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+                           str(REPO / "distill.py"), *args(two, 8)],
+                          env=script_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = run_json(out)
+    run = run_json(two)
     assert run["world_size"] == 2 and run["budget"]["global_batch"] == 16
-    assert run["transfer"]["tokens_seen"] == 12 * 16 * 32
-    AutoModel.from_pretrained(out)
-
+    assert run["transfer"]["tokens_seen"] == 12 * 16 * 32 == run_json(one)["transfer"]["tokens_seen"]
+    a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5, msg=key)
+    assert [c["loss"] for c in run["loss_curve"]] == pytest.approx([c["loss"] for c in run_json(one)["loss_curve"]],
+                                                                   abs=1e-4)
 
 
 def test_bad_inputs_give_one_line_errors_and_leave_nothing(teacher_dir, data_dir, tmp_path, capsys):
@@ -183,3 +193,46 @@ def test_existing_output_is_not_clobbered(teacher_dir, data_dir, tmp_path, capsy
     out = tmp_path / "done"
     out.mkdir()
     expect_usage_error(capsys, distill.main, base_args(teacher_dir, data_dir, out, 0.3, 5), "already exists")
+
+
+def record_optimizer_steps(monkeypatch):
+    """Each optimizer step's learning rate (after the step, as the next one will use it) and the
+    gradient norm it was clipped to."""
+    from common.engine import Engine
+    steps = []
+    optimizer_step = Engine.optimizer_step
+
+    def recorded(self, model, optimizer, scheduler, max_grad_norm=1.0):
+        optimizer_step(self, model, optimizer, scheduler, max_grad_norm)  # clips in place, then clears the grads
+        steps.append({"lr": scheduler.get_last_lr()[0], "max_grad_norm": max_grad_norm})
+    monkeypatch.setattr(Engine, "optimizer_step", recorded)
+    return steps
+
+
+@pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant_with_warmup"])
+def test_lr_scheduler_gives_its_schedule_with_warmup(teacher_dir, data_dir, tmp_path, monkeypatch, scheduler):
+    steps = record_optimizer_steps(monkeypatch)
+    distill.main(base_args(teacher_dir, data_dir, tmp_path / "s", 0.3, 10, "--lr-scheduler", scheduler,
+                           "--warmup-ratio", "0.2", "--lr", "1e-3"))
+    warmup, total = 2, 10
+    def expected(step):  # the rate after `step` optimizer steps, by the schedules' definitions
+        if step < warmup:
+            return step / warmup
+        progress = (step - warmup) / (total - warmup)
+        return {"linear": 1 - progress, "cosine": 0.5 * (1 + math.cos(math.pi * progress)),
+                "constant_with_warmup": 1.0}[scheduler]
+    assert [s["lr"] for s in steps] == pytest.approx([1e-3 * expected(k) for k in range(1, total + 1)])
+
+
+def test_max_grad_norm_clips_every_step(teacher_dir, data_dir, tmp_path, monkeypatch):
+    """With a tiny clip norm the student barely moves (Adam's steps shrink once the clipped
+    gradients reach its epsilon); with the default it trains."""
+    steps = record_optimizer_steps(monkeypatch)
+    moved = {}
+    for name, norm in (("default", "1.0"), ("clipped", "1e-12")):
+        out = tmp_path / name
+        distill.main(base_args(teacher_dir, data_dir, out, 0.3, 10, "--max-grad-norm", norm))
+        curve = run_json(out)["loss_curve"]
+        moved[name] = curve[0]["loss"] - curve[-1]["loss"]
+    assert {s["max_grad_norm"] for s in steps} == {1.0, 1e-12} and len(steps) == 20
+    assert moved["default"] > 0.1 and abs(moved["clipped"]) < 0.1 * moved["default"]

@@ -2,6 +2,7 @@
 import json
 from collections import Counter
 
+import pytest
 import torch
 
 import evaluate
@@ -74,7 +75,10 @@ def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
     evaluate.main(["--model", str(out), "--data", str(data_dir / "massive"), "--locales", "ja-JP", "de-DE",
                    "--output", str(metrics_file), "--bootstrap", "0"])
     m = json.loads(metrics_file.read_text())["metrics"]
-    assert set(m["per_locale"]) == {"ja-JP", "de-DE"} and 0 <= m["semer"]
+    # every test utterance is scored, each by its domain's model (a domain without one counts as wrong)
+    test = load_massive(data_dir / "massive", ["ja-JP", "de-DE"], ["test"])[0]
+    assert set(m["per_locale"]) == {"ja-JP", "de-DE"} and m["n"] == len(test)
+    assert {loc: m["per_locale"][loc]["n"] for loc in m["per_locale"]} == Counter(u.locale for u in test)
     # the tokenizer's ceiling, per locale, in evaluate's output and in each model's run.json
     assert set(m["slot_ceiling"]) == {"ja-JP", "de-DE", "all"}
     assert 0 < m["slot_ceiling"]["all"]["representable"] <= m["slot_ceiling"]["all"]["gold_slots"]
@@ -108,3 +112,59 @@ def test_evaluating_with_the_wrong_task_fails(teacher_dir, data_dir, tmp_path, c
     finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--max-steps", "2"))
     expect_usage_error(capsys, evaluate.main, ["--model", str(out), "--data", str(data_dir / "massive"), "--task", "icner"],
                  "is a dc model, not icner")
+
+
+def test_early_stopping_stops_patience_evaluations_after_the_best_and_keeps_the_best_model(teacher_dir, data_dir,
+                                                                                            tmp_path):
+    out = tmp_path / "dc"
+    # a high learning rate on a tiny model: dev accuracy peaks within a few evaluations, then wobbles
+    assert finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--lr", "2e-2", "--max-steps", "400",
+                                 "--eval-steps", "2", "--patience", "3")) == 0
+    run = json.loads((out / "run.json").read_text())
+    devs = [h["dev"] for h in run["history"]]
+    best = max(devs)
+    best_at = devs.index(best)  # the first evaluation at the best: a tie is no improvement
+    assert run["stopped_early"] and run["steps"] < 400
+    assert run["best_step"] == run["history"][best_at]["step"]
+    assert len(devs) == best_at + 1 + 3 and run["steps"] == run["best_step"] + 3 * 2  # 3 evaluations without gain
+    assert devs[-1] < best  # so that the model kept is told apart from the last one
+    # the folder holds the best step's model: scoring it on dev again gives the best, not the last
+    metrics = tmp_path / "dev.json"
+    evaluate.main(["--model", str(out), "--data", str(data_dir / "massive"), "--locales", "en-US", "--split", "dev",
+                   "--output", str(metrics), "--bootstrap", "0"])
+    assert round(json.loads(metrics.read_text())["metrics"]["accuracy"], 5) == best == \
+        round(run["dev_metrics"]["accuracy"], 5)
+
+
+def test_gradient_accumulation_trains_the_weights_of_the_larger_batch(dropout_free_teacher_dir, data_dir, tmp_path):
+    """2 micro-batches of 8 per step, against 1 batch of 16: the same rows, the same mean gradient."""
+    from safetensors.torch import load_file
+    args = lambda out, *extra: ft_args(dropout_free_teacher_dir, data_dir, out, "dc", "--max-steps", "6",  # noqa: E731
+                                       "--eval-steps", "6", *extra)
+    finetune.main(args(tmp_path / "batch16"))
+    finetune.main([a if a != "16" else "8" for a in args(tmp_path / "accum2", "--grad-accum", "2")])
+    a, b = load_file(tmp_path / "batch16" / "model.safetensors"), load_file(tmp_path / "accum2" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5, msg=key)
+    run = json.loads((tmp_path / "accum2" / "run.json").read_text())
+    assert run["args"]["grad_accum"] == 2 and run["args"]["batch_size"] == 8
+
+
+def test_the_icner_loss_is_intent_ce_plus_slot_loss_coef_times_slot_ce(teacher_dir, data_dir, tmp_path):
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = JointIntentSlotModel.from_encoder(teacher_dir, ["a", "b", "c"], ["O", "B-x", "I-x"],
+                                              slot_loss_coef=0.25).eval()
+    ids = torch.randint(5, 100, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    intents = torch.tensor([0, 2])
+    slots = torch.tensor([[-100, 0, 1, 2, 0, -100], [-100, 1, 0, -100, -100, -100]])
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, intent_labels=intents, slot_labels=slots)
+    real = slots != -100
+    expected = F.cross_entropy(out.intent_logits, intents) + 0.25 * F.cross_entropy(out.slot_logits[real], slots[real])
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # finetune.py's flag reaches the model it trains and saves
+    finetune.main(ft_args(teacher_dir, data_dir, tmp_path / "icner", "icner", "--max-steps", "1",
+                          "--slot-loss-coef", "0.25"))
+    assert JointIntentSlotModel.from_pretrained(tmp_path / "icner").config.slot_loss_coef == 0.25

@@ -240,3 +240,28 @@ def test_bad_inputs_are_one_line_errors(teacher_dir, converted, tmp_path, capsys
     with pytest.raises(UsageError, match="no_intent/train.conll:1: utterance without an intent"):
         load_labelled(no_intent, "train")
 
+
+
+def test_the_own_data_example_writes_formats_that_read_back_as_massive(data_dir, tmp_path):
+    """docs/examples/massive_as_your_data.py: each format it writes, read by the readers the study
+    uses, gives MASSIVE's utterances back (text, domain, intent, slots), split by split."""
+    import subprocess
+    import sys
+    from conftest import REPO, script_env
+    out = tmp_path / "my-data"
+    proc = subprocess.run([sys.executable, str(REPO / "docs" / "examples" / "massive_as_your_data.py"), "--massive",
+                           str(data_dir / "massive" / "en-US.jsonl"), "--out", str(out)],
+                          cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    slots = lambda u: [(s.type, u.slot_text(s)) for s in u.slots]  # noqa: E731
+    for split in SPLITS:
+        gold = massive_split(data_dir, split)
+        assert gold and f"{split}: {len(gold)} utterances" in proc.stderr
+        bio = load_labelled(out / "slots", split, task="icner")[0]
+        conll = load_labelled(out / "slots.conll", split, task="dc")[0]
+        classes = load_labelled(out / "domains", split, text_column="utterance", label_column="domain", task="dc")[0]
+        assert [(u.utt, u.intent, slots(u)) for u in bio] == [(g.utt, g.intent, slots(g)) for g in gold]
+        assert [(u.utt, u.scenario, u.intent, slots(u)) for u in conll] == \
+            [(g.utt, g.scenario, g.intent, slots(g)) for g in gold]
+        assert [(u.utt, u.scenario) for u in classes] == [(g.utt, g.scenario) for g in gold]
+    assert load_target_text(out / "traffic.txt").texts == [g.utt for g in massive_split(data_dir, "train")]
