@@ -127,7 +127,7 @@ def test_every_loop_on_cuda(teacher_dir, data_dir, tmp_path, precision):
     finish(start("distill.py", ["--teacher", str(teacher_dir), "--generic-data", str(data_dir / "wiki.jsonl"),
                                 "--target-data", str(data_dir / "massive"), "--locales", "en-US",
                                 "--target-ratio", "0.3", "--output-dir", str(student), "--max-steps", "10",
-                                "--batch-size", "8", "--max-seq-length", "32", "--student-layers", "2",
+                                "--log-steps", "2", "--lr", "3e-3", "--batch-size", "8", "--max-seq-length", "32", "--student-layers", "2",
                                 "--student-hidden", "16", "--student-heads", "2", "--precision", precision]))
     runs = [json.loads((student / "run.json").read_text())]
     for task in ("dc", "icner", "mlm"):
@@ -135,7 +135,18 @@ def test_every_loop_on_cuda(teacher_dir, data_dir, tmp_path, precision):
         finish(start("finetune.py", finetune_args(task, student, data_dir, out, steps=10) + ["--precision", precision]))
         runs.append(json.loads((out / "run.json").read_text()))
     assert all(r["device"].startswith("cuda") and r["precision"] == precision for r in runs)
-    metrics = tmp_path / "m.json"
-    finish(start("evaluate.py", ["--model", str(tmp_path / "icner"), "--data", str(data_dir / "massive"),
-                                 "--locales", "en-US", "--output", str(metrics), "--bootstrap", "0"]))
-    assert json.loads(metrics.read_text())["device"].startswith("cuda")
+    curve = runs[0]["loss_curve"]
+    assert curve[-1]["loss"] < curve[0]["loss"]  # the GPU's steps train the student
+    # the model trained on the GPU scores alike there and on the CPU (fp32 inference on both)
+    scores = {}
+    for device, env in (("cuda", {}), ("cpu", {"CUDA_VISIBLE_DEVICES": ""})):
+        metrics = tmp_path / f"{device}.json"
+        proc = subprocess.run([sys.executable, str(REPO / "evaluate.py"), "--model", str(tmp_path / "icner"), "--data",
+                               str(data_dir / "massive"), "--locales", "en-US", "--output", str(metrics),
+                               "--bootstrap", "0"], env={**ENV, **env}, cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        scores[device] = json.loads(metrics.read_text())
+    assert scores["cuda"]["device"].startswith("cuda") and scores["cpu"]["device"] == "cpu"
+    for name in ("intent_accuracy", "exact_match"):
+        assert abs(scores["cuda"]["metrics"][name] - scores["cpu"]["metrics"][name]) <= 0.02, name

@@ -291,10 +291,17 @@ def results_without_wall_times(study):
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
-def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
+def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(teacher_dir, data_dir, tmp_path):
+    """The sweep's mechanics on the tiny teacher and the fixture's lines (the real MiniLM teacher and
+    the whole of MASSIVE are the multilingual and own-data studies' below): what is timed here is
+    the scheduling, resuming and exporting, not the models."""
     study = tmp_path / "study"
+    tiny = dict(TEACHER=str(teacher_dir), TARGET_DATA=str(data_dir / "massive"), TASK_DATA=str(data_dir / "massive"),
+                GENERIC_DATA=str(data_dir / "wiki.jsonl"), STUDENT_LAYERS="1", STUDENT_HIDDEN="16", STUDENT_HEADS="2",
+                BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="")
+    fixture_test = load_massive(data_dir / "massive", ["en-US"], ["test"])[0]
     # 2 and 4 steps of 8 x 64 tokens; the adapted teacher is exercised by the own-data study below
-    proc = quick_study(study, JOBS="2", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="")
+    proc = quick_study(study, JOBS="2", **tiny)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6 jobs, 2 at a time" in proc.stderr  # scratch and teacher once, 2 ratios x 2 budgets
     final = study / "budget_2k"
@@ -314,12 +321,13 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     spearman_lines = [line for line in proc.stdout.splitlines() if line.startswith("Spearman")]
     assert spearman_lines and all(re.search(r"\) = [+-]\d|: not computed, ", line) for line in spearman_lines)
     sim = json.loads((final / "similarity.json").read_text())
-    assert len(sim["domains"]) == 18 and all(0 <= d["similarity"] <= 1 for d in sim["domains"])
+    assert len(sim["domains"]) == len({u.scenario for u in load_massive(data_dir / "massive", ["en-US"])[0]}) and \
+        all(0 <= d["similarity"] <= 1 for d in sim["domains"])
     assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
     report = (study / "REPORT.md").read_text()  # the sweep's answer, per budget, with its best student's export
     assert "## The answer" in report and "**1k: target-only vs generic-only**" in report
     assert f"**The best student is `{(study / 'best_student.txt').read_text().strip()}`**" in report
-    assert "| ONNX int8 student |" in report and "Parity on 100 dev utterances" in report
+    assert "| ONNX int8 student |" in report and f"Parity on {min(100, len(load_massive(data_dir / 'massive', ['en-US'], ['dev'])[0]))} dev utterances" in report
     assert "| command | `" in report and "reproduce.sh --quick` |" in report and "| sum of job times |" in report
     assert (final / "REPORT.md").is_file() and (final / "provenance.json").is_file()
     latency = json.loads((study / "export" / "dc" / "latency.json").read_text())
@@ -339,7 +347,7 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     exported_at = (study / "export" / "dc" / "latency.json").stat().st_mtime
     assert (study / "logs" / "seed1_distill_r1_2k.log").is_file() and (study / "logs" / "seed1_teacher.log").is_file()
     per_utterance = json.loads((final / "seed1" / "distill_r1" / "dc_test.json").read_text())["per_utterance"]
-    assert len(per_utterance["id"]) == len(per_utterance["correct"]) == 200
+    assert len(per_utterance["id"]) == len(per_utterance["correct"]) == min(200, len(fixture_test))
     # Two jobs split the cores between them rather than each taking all of them
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     assert json.loads((final / "seed1" / "distill_r1" / "dc" / "run.json").read_text())["cpu_threads"] == threads
@@ -351,7 +359,7 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     scratch_log = (study / "logs" / "seed1_scratch.log").read_text()
     shutil.rmtree(final / "seed1" / "distill_r1")
     (final / "results.csv").unlink()
-    sequential = dict(JOBS="1", BUDGETS="1k 2k", QUICK_ADAPTED_RATIOS="", OMP_NUM_THREADS=str(threads))
+    sequential = dict(JOBS="1", OMP_NUM_THREADS=str(threads), **tiny)
     proc = quick_study(study, **sequential)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "distill ratio 1" in (study / "logs" / "seed1_distill_r1_2k.log").read_text().split("start seed1")[-1]
@@ -365,8 +373,8 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(tmp_path):
     # A failing job names itself and its log, and exits 255: xargs launches no more jobs after it.
     shutil.rmtree(study / "seed1" / "scratch" / "dc")
     proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", "--job", "1", "scratch", "-"], cwd=REPO,
-                          env=dict(os.environ, OUT_ROOT=str(study), TASK_DATA=str(DATA / "massive-1.1"),
-                                   QUICK_ADAPTED_RATIOS="", DATA_FORMAT="bio", NGPU="0"),  # not MASSIVE's format
+                          env=dict(os.environ, OUT_ROOT=str(study), NGPU="0", **dict(tiny, DATA_FORMAT="bio")),
+                          # not MASSIVE's format
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 255 and f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
     assert "no train split (train/)" in (study / "logs" / "seed1_scratch.log").read_text()
