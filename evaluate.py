@@ -6,7 +6,9 @@
 DC: accuracy, macro-F1, per-domain accuracy. ICNER: intent accuracy, slot precision/recall/F1
 (seqeval, micro and per slot type), SemER and exact match, per domain and per locale. 95%
 bootstrap confidence intervals for the headline numbers. A folder of per-domain ICNER models
-(finetune.py --all-domains) is evaluated with each utterance sent to its domain's model.
+(finetune.py --all-domains) is evaluated with each utterance sent to its domain's model. A package
+(package.py) is scored end to end: DC accuracy, and ICNER with each utterance routed by the DC
+model's prediction and, beside it, by its gold domain.
 """
 import json
 import time
@@ -21,6 +23,7 @@ from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, sample
 from common.models import check_max_length, load_tokenizer, loading
 from common.onnx_models import ONNX_FILE, OnnxModel
+from common.pipeline import Pipeline, checked_folder, is_package, print_scores, score_package, with_domains
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
@@ -29,7 +32,7 @@ from common.tasks import check_label_overlap, load_labels, per_utterance, predic
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--model", required=True, help="finetune.py output folder, or an export.py fp32/int8 folder")
+    p.add_argument("--model", required=True, help="finetune.py output folder, an export.py fp32/int8 folder, or a package")
     add_data_args(p, required=True, what="its --split is scored")
     p.add_argument("--split", default="test", choices=PARTITIONS)
     p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
@@ -76,6 +79,9 @@ def load_model(folder, max_length):
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--model {folder}: no such folder")
+    if is_package(folder):  # DC routing to ICNER: scored end to end
+        check_max_length(str(checked_folder(folder)), max_length)
+        return "nlu", Pipeline(folder)
     run = folder / "run.json"
     record = json.loads(run.read_text()) if run.is_file() else {}
     if record.get("per_domain") and record.get("script") == "export.py":  # an exported one: each domain's int8
@@ -89,8 +95,8 @@ def load_model(folder, max_length):
 
 
 def known_labels(model):
-    """The labels a model (or every model of a per-domain folder) can predict."""
-    models = model.values() if isinstance(model, dict) else [model]
+    """The labels a model (or every model of a per-domain folder or a package) can predict."""
+    models = model.icner.values() if isinstance(model, Pipeline) else model.values() if isinstance(model, dict) else [model]
     return {key: sorted({x for m in models for x in m.labels.get(key, [])}) for key in ("domains", "intents")}
 
 
@@ -103,13 +109,17 @@ def main(argv=None):
     task, model = load_model(args.model, args.max_seq_length)
     if args.task and args.task != task:
         raise UsageError(f"--model {args.model} is a {task} model, not {args.task}")
-    utterances, fingerprints, kind = load_task_data(args, args.split, task)
+    utterances, fingerprints, kind = load_task_data(args, args.split, "icner" if task == "nlu" else task)
     if not utterances:
         raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
     utterances = sample(utterances, args.max_utterances)
-    check_label_overlap(task, known_labels(model), utterances, "the model")
+    check_label_overlap("icner" if task == "nlu" else task, known_labels(model), utterances, "the model")
     start = time.perf_counter()
-    if isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
+    if task == "nlu":
+        metrics, routed = score_package(model, with_domains(utterances, args.data), args.max_seq_length,
+                                        args.batch_size, args.bootstrap)
+        predictions, task = [r[1:] for r in routed], "icner"  # per utterance: as routed by the DC model
+    elif isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
         predictions = [None] * len(utterances)
         for domain in sorted({u.scenario for u in utterances}):
             idx = [i for i, u in enumerate(utterances) if u.scenario == domain]
@@ -122,12 +132,15 @@ def main(argv=None):
     else:
         predictions = model.predict([u.utt for u in utterances], args.max_seq_length, args.batch_size)
     seconds = time.perf_counter() - start
-    metrics = score(task, utterances, predictions, args.bootstrap)
-    if task == "icner":
-        metrics["slot_ceiling"] = representable_slots(model, utterances, args.max_seq_length)
-    print_table(task, metrics)
+    if isinstance(model, Pipeline):
+        print_scores(metrics)
+    else:
+        metrics = score(task, utterances, predictions, args.bootstrap)
+        if task == "icner":
+            metrics["slot_ceiling"] = representable_slots(model, utterances, args.max_seq_length)
+        print_table(task, metrics)
     if args.output:
-        write_json_atomic(args.output, {"task": task, "model": args.model, "split": args.split,
+        write_json_atomic(args.output, {"task": "nlu" if isinstance(model, Pipeline) else task, "model": args.model, "split": args.split,
                                         "locales": args.locales, "metrics": metrics,
                                         "data": {"format": kind, "files": fingerprints},
                                         "per_utterance": per_utterance(task, utterances, predictions), "versions": versions(),

@@ -254,7 +254,7 @@ def dev_scores(models, dev, task, max_length):
 
 
 def run_benchmark(args, work, test, dev=None, task=None):
-    from common.latency import benchmark, cpu_name, size_on_disk_mb
+    from common.latency import benchmark, cpu_name, size_on_disk_mb, within_spread
     texts = [u.utt for u in test][:args.benchmark_utterances]
     texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
     models = []
@@ -276,17 +276,22 @@ def run_benchmark(args, work, test, dev=None, task=None):
                      "batch_1": batch_1, "batch_32": batch_32, "peak_memory_mb": peak_mb,
                      "dev_headline": accuracy.get(name)})
     base = rows[0]["batch_1"]["p50_ms"]
-    for row in rows:
+    for row, alike in zip(rows, within_spread(rows)):
         row["speedup_p50_batch_1"] = round(base / row["batch_1"]["p50_ms"], 2)
+        row["within_spread_of"] = alike
     print(f"\nlatency, {args.threads} threads, tokenisation included (ms; throughput in utterances/s):")
-    print(f"{'model':<22}{'MB':>8}{'b1 p50':>9}{'p95':>8}{'p99':>8}{'b1 /s':>8}{'b32 p50':>9}{'b32 /s':>8}{'peak MB':>9}"
-          f"{'x':>7}{'dev':>8}")
-    for r in rows:
+    print(f"{'':<3}{'model':<22}{'MB':>8}{'b1 p50':>9}{'p95':>8}{'p99':>8}{'b1 /s':>8}{'b32 p50':>9}{'b32 /s':>8}"
+          f"{'peak MB':>9}{'x':>7}{'dev':>8}  b1 p50 within the spread of")
+    number = {r["model"]: str(i + 1) for i, r in enumerate(rows)}
+    for i, r in enumerate(rows):
         b1, b32 = r["batch_1"], r["batch_32"]
         dev_cell = "" if r["dev_headline"] is None else f"{100 * r['dev_headline']:.2f}"
-        print(f"{r['model']:<22}{r['size_mb']:>8.1f}{b1['p50_ms']:>9.2f}{b1['p95_ms']:>8.2f}{b1['p99_ms']:>8.2f}"
+        print(f"{i + 1:<3}{r['model']:<22}{r['size_mb']:>8.1f}{b1['p50_ms']:>9.2f}{b1['p95_ms']:>8.2f}{b1['p99_ms']:>8.2f}"
               f"{b1['throughput_per_s']:>8.0f}{b32['p50_ms']:>9.1f}{b32['throughput_per_s']:>8.0f}"
-              f"{r['peak_memory_mb']:>9.0f}{r['speedup_p50_batch_1']:>7.1f}{dev_cell:>8}")
+              f"{r['peak_memory_mb']:>9.0f}{r['speedup_p50_batch_1']:>7.1f}{dev_cell:>8}  "
+              + (", ".join(number[m] for m in r["within_spread_of"]) or "-"))
+    print("(the spread: each row's batch-1 p50 over 3 rounds of the same utterances; rows within each other's "
+          "spread are not told apart)")
     print(f"dev: {'DC accuracy' if task == 'dc' else 'ICNER exact match'} on {len(dev or [])} dev utterances "
           "(PyTorch rows: their fp32 export's, which parity holds equal)")
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),

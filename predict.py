@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Predict with an exported (ONNX) DC or ICNER model: utterances in, JSON lines out.
+"""Predict with an exported (ONNX) model or a package.py package: utterances in, JSON lines out.
 
     python predict.py --model out/s03_icner_onnx/int8 "wake me up at seven am" "今週は午前五時に起こして"
     printf 'play some jazz\nwhat time is it\n' | python predict.py --model out/s03_dc_onnx/int8
@@ -7,19 +7,21 @@
 One output line per input utterance, in order, so output line N answers input line N. A blank
 (empty or whitespace-only) utterance is refused, since any prediction for it would be made up;
 --blank empty answers it with {"text": ..., "empty": true} instead. Standard input must be UTF-8.
-The same predictor is importable: `from common.onnx_models import Predictor`.
+The same predictor is importable: `from common.onnx_models import Predictor
+from common.pipeline import checked_folder`.
 """
 import json
 import sys
 
 from common.models import check_max_length
 from common.onnx_models import Predictor
+from common.pipeline import checked_folder
 from common.run import ArgumentParser, UsageError, positive_int, run_cli
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder")
+    p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder, or a package.py folder")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--max-length", type=positive_int, default=64,
                    help="tokens per utterance; a longer one is refused, never cut (up to the model's positions)")
@@ -54,7 +56,7 @@ def check_texts(texts, from_stdin, blank):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_max_length(args.model, args.max_length, length_flag="--max-length")
+    check_max_length(str(checked_folder(args.model)), args.max_length, length_flag="--max-length")
     texts = args.utterances or read_stdin()
     check_texts(texts, not args.utterances, args.blank)
     predictor = Predictor(args.model, args.threads, args.max_length)

@@ -14,8 +14,9 @@
 # random, finetuned directly), distill_rR (distilled at target ratio R, then finetuned), adapted_rR
 # (distilled from the teacher adapted on the target text), undistilled (the distilled students'
 # start, finetuned directly) and the teacher; each is finetuned for DC and ICNER and scored on test.
-# Then aggregate.py (results, findings, REPORT.md with the best student), similarity.py, and the
-# export of the best student to int8 ONNX with its latency table. Finished steps are skipped, and an
+# Then aggregate.py (results, findings, REPORT.md with the best student), similarity.py, the
+# export of the best student to int8 ONNX with its latency table, and the package of its DC and
+# ICNER models (package.py): the NLU system a service deploys. Finished steps are skipped, and an
 # interrupted one resumes from its checkpoint: rerun the same command to resume a study.
 set -Eeuo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
@@ -126,6 +127,7 @@ EXTRA_FT=()      # finetune.py flags for quick runs
 EXTRA_EVAL=()
 EXTRA_ADAPT=()
 EXTRA_EXPORT=(--benchmark-utterances 300)
+EXTRA_PACKAGE=(--benchmark-utterances 300)
 DISTILL_AMOUNT=(--max-tokens "$DISTILL_TOKENS")
 DISTILL_SHAPE=(--batch-size "$DISTILL_BATCH" --max-seq-length "$SEQ_LEN")
 if [[ $QUICK == 1 ]]; then
@@ -135,6 +137,7 @@ if [[ $QUICK == 1 ]]; then
   EXTRA_EVAL=(--max-utterances 200 --bootstrap 100)
   EXTRA_ADAPT=(--max-steps 2 --head-warmup-steps 2 --max-train-utterances 400 --max-dev-utterances 100 --batch-size 8)
   EXTRA_EXPORT=(--benchmark-utterances 20 --parity-utterances 100)
+  EXTRA_PACKAGE=(--benchmark-utterances 20 --max-dev-utterances 100)
 fi
 
 # The teacher is the slowest model to finetune; by default its upper bound uses the first seed.
@@ -328,6 +331,20 @@ for task in $EXPORT_TASKS; do
     cat "$OUT_ROOT/export/$task.latency.txt"
   fi
 done
+# The deployed system: the DC student routing to the ICNER student(s) (per domain with
+# ICNER_PER_DOMAIN=1), one int8 package; built again whenever either export is new.
+if [[ -f $OUT_ROOT/export/dc.model && -f $OUT_ROOT/export/icner.model && " $EXPORT_TASKS " == *" dc "* &&
+      " $EXPORT_TASKS " == *" icner "* ]]; then
+  packaged_from=$(cat "$OUT_ROOT/export/dc.model" "$OUT_ROOT/export/icner.model")
+  if [[ ! -d $OUT_ROOT/export/package || $(cat "$OUT_ROOT/export/package.model" 2>/dev/null) != "$packaged_from" ]]; then
+    status=0
+    python package.py --dc "$OUT_ROOT/export/dc" --icner "$OUT_ROOT/export/icner" --output-dir "$OUT_ROOT/export/package" \
+      --overwrite "${ICNER_FLAGS[@]}" --benchmark "${EXTRA_PACKAGE[@]}" > "$OUT_ROOT/export/package.latency.txt" || status=$?
+    if [[ $status == 0 ]]; then echo "$packaged_from" > "$OUT_ROOT/export/package.model"
+    else log "package: package.py failed (exit $status; its error is the line above)"; fi
+    cat "$OUT_ROOT/export/package.latency.txt"
+  fi
+fi
 [[ $FINAL == "$OUT_ROOT" ]] || cp "$FINAL/best_student.txt" "$OUT_ROOT/best_student.txt"
 python aggregate.py --report "$OUT_ROOT" 2> /dev/null   # the report again, now with the export's figures
 log "done: $OUT_ROOT/REPORT.md (the answer, the best student, its export), results and plots in $FINAL"

@@ -32,6 +32,10 @@ def _load(kind, folder, threads):
     """A callable texts -> outputs for one model kind."""
     import torch
     torch.set_num_threads(threads)
+    if kind == "package":  # the routed system end to end: DC, then each domain's ICNER, decoded
+        from common.pipeline import Pipeline
+        pipeline = Pipeline(folder, threads)
+        return lambda texts: pipeline.predict(texts, 64, len(texts))
     if kind == "onnx":
         from common.onnx_models import OnnxModel
         model = OnnxModel(folder, threads)
@@ -63,33 +67,48 @@ def _load(kind, folder, threads):
     return run
 
 
-def _measure(kind, folder, runs, threads, warmup, queue):
+def _measure(kind, folder, runs, threads, warmup, rounds, queue):
     """Time every (batch size, texts) of runs in this process; report its peak memory, or the
     last line of the error that stopped it."""
     try:
-        queue.put({"results": _time_runs(_load(kind, folder, threads), runs, warmup), "peak_mb": peak_memory_mb()})
+        queue.put({"results": _time_runs(_load(kind, folder, threads), runs, warmup, rounds), "peak_mb": peak_memory_mb()})
     except BaseException as err:  # the parent reports it; a traceback from a child helps no one
         queue.put({"error": traceback.format_exception_only(type(err), err)[-1].strip()})
 
 
-def _time_runs(run, runs, warmup):
+def _time_runs(run, runs, warmup, rounds=1):
+    """Per (batch size, texts): every batch timed once per round, after warmup batches. The
+    percentiles pool every round; each round's p50 is kept, so that the rounds' spread says how
+    far a figure moves from one pass to the next."""
     results = []
     for batch_size, texts in runs:
         batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
         for batch in batches[:warmup]:
             run(batch)
-        times = []
-        for batch in batches:
-            start = time.perf_counter()
-            run(batch)
-            times.append(time.perf_counter() - start)
-        ms = np.array(times) * 1000
-        results.append({"batch_size": batch_size, "calls": len(times),
+        per_round = []
+        for _ in range(rounds):
+            times = []
+            for batch in batches:
+                start = time.perf_counter()
+                run(batch)
+                times.append(time.perf_counter() - start)
+            per_round.append(np.array(times) * 1000)
+        ms = np.concatenate(per_round)
+        results.append({"batch_size": batch_size, "calls": len(ms),
                         "p50_ms": round(float(np.percentile(ms, 50)), 3),
                         "p95_ms": round(float(np.percentile(ms, 95)), 3),
                         "p99_ms": round(float(np.percentile(ms, 99)), 3),
-                        "throughput_per_s": round(len(texts) / (ms.sum() / 1000), 1)})
+                        "p50_ms_per_round": [round(float(np.percentile(r, 50)), 3) for r in per_round],
+                        "throughput_per_s": round(rounds * len(texts) / (ms.sum() / 1000), 1)})
     return results
+
+
+def within_spread(rows, batch="batch_1"):
+    """For each row, the other rows whose per-round p50 range overlaps its own: their gap is
+    within the run-to-run spread, so the table cannot tell them apart."""
+    spans = [(min(r[batch]["p50_ms_per_round"]), max(r[batch]["p50_ms_per_round"])) for r in rows]
+    return [[rows[j]["model"] for j, (lo, hi) in enumerate(spans) if j != i and lo <= spans[i][1] and spans[i][0] <= hi]
+            for i in range(len(rows))]
 
 
 def peak_memory_mb():
@@ -104,13 +123,14 @@ def peak_memory_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def benchmark(kind, folder, runs, threads, warmup=10, timeout_s=3600):
+def benchmark(kind, folder, runs, threads, warmup=10, rounds=3, timeout_s=3600):
     """Latency p50/p95/p99 (ms) and throughput (utterances/s) for each (batch size, texts) of
     runs, and the peak memory (MB) of the process that served them all. A child that fails,
     dies or runs past timeout_s is a BenchmarkError, never a wait without end."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup, queue))
+    proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup,
+                                                      rounds, queue))
     proc.start()
     try:
         outcome = _wait_for(proc, queue, time.monotonic() + timeout_s, folder)

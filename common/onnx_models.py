@@ -170,15 +170,25 @@ class OnnxModel:
 
 class Predictor:
     """What a service calls: raw utterances in, domains or intents with character-offset slots out.
+    An exported DC or ICNER folder, or a package of both (common.pipeline):
 
         Predictor("out/onnx/int8")(["wake me up at seven am"])
         -> [{"intent": "alarm_set", "slots": [{"type": "time", "text": "seven am", "start": 14, "end": 22}]}]
+        Predictor("out/package")("wake me up at seven am")
+        -> {"domain": "alarm", "intent": "alarm_set", "slots": [...]}
     """
 
     def __init__(self, folder, threads=None, max_length=64):
         from common.models import check_max_length
-        check_max_length(str(folder), max_length, "model", "max_length")
-        self.model, self.max_length = OnnxModel(folder, threads), max_length
+        from common.pipeline import Pipeline, is_package, read_manifest
+        if is_package(folder):
+            check_max_length(str(Path(folder) / read_manifest(folder)["dc"]), max_length, "model", "max_length")
+            self.model, self.task = Pipeline(folder, threads), "nlu"
+        else:
+            check_max_length(str(folder), max_length, "model", "max_length")
+            self.model = OnnxModel(folder, threads)
+            self.task = self.model.task
+        self.max_length = max_length
 
     def __call__(self, texts):
         single = isinstance(texts, str)
@@ -186,12 +196,12 @@ class Predictor:
         self.check_lengths(texts)
         out = []
         for text, result in zip(texts, self.model.predict(texts, self.max_length)):
-            if self.model.task == "dc":
+            if self.task == "dc":
                 out.append({"domain": result})
-            else:
-                intent, slots = result
-                out.append({"intent": intent, "slots": [
-                    {"type": s.type, "text": text[s.start:s.end], "start": s.start, "end": s.end} for s in slots]})
+                continue
+            domain, (intent, slots) = (result[0], result[1:]) if self.task == "nlu" else (None, result)
+            out.append({**({"domain": domain} if self.task == "nlu" else {}), "intent": intent, "slots": [
+                {"type": s.type, "text": text[s.start:s.end], "start": s.start, "end": s.end} for s in slots]})
         return out[0] if single else out
 
     def check_lengths(self, texts):

@@ -10,8 +10,10 @@ import pytest
 import evaluate
 import export
 import finetune
+import package
 import predict
 from common.massive import load_massive
+from common.pipeline import Pipeline, score_package
 from common.onnx_models import OnnxModel, Predictor, cpu_isa
 from common.run import UsageError
 from conftest import REPO, expect_usage_error, make_teacher, script_env
@@ -296,5 +298,92 @@ def test_latency_percentiles_and_throughput_on_a_known_clock(monkeypatch):
     monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     [row] = latency._time_runs(run, [(2, [f"text {i}" for i in range(200)])], warmup=3)
     assert not durations  # every call timed once, the warm-up calls first
-    assert row == {"batch_size": 2, "calls": 100, "p50_ms": 1.0, "p95_ms": 10.0, "p99_ms": 10.9,
+    assert row == {"batch_size": 2, "calls": 100, "p50_ms": 1.0, "p95_ms": 10.0, "p99_ms": 10.9, "p50_ms_per_round": [1.0],
                    "throughput_per_s": round(200 / 0.280, 1)}  # numpy's linear interpolation: 10 + 0.01 x 90
+    # two rounds: the pooled percentiles, each round's p50
+    durations[:] = [1.0] * 2 + [3.0] * 2
+    [row] = latency._time_runs(run, [(1, ["a", "b"])], warmup=0, rounds=2)
+    assert row["p50_ms_per_round"] == [1.0, 3.0] and row["p50_ms"] == 2.0 and row["calls"] == 4
+
+
+def test_rows_within_each_others_spread():
+    from common.latency import within_spread
+    rows = [{"model": name, "batch_1": {"p50_ms_per_round": rounds}}
+            for name, rounds in (("a", [1.0, 1.2]), ("b", [1.1, 1.3]), ("c", [2.0, 2.1]), ("d", [1.3, 2.0]))]
+    assert within_spread(rows) == [["b"], ["a", "d"], ["d"], ["b", "c"]]
+
+
+@pytest.fixture(scope="module")
+def package_parts(per_domain, finetuned, tmp_path_factory):
+    """A weak 3-domain DC model (3 steps: it errs often) and the per-domain ICNER models, exported."""
+    root = tmp_path_factory.mktemp("package_parts")
+    data = per_domain / "data"
+    assert finetune.main(["--task", "dc", "--model", str(finetuned / "teacher64"), "--data", str(data), "--output-dir",
+                          str(root / "dc"), "--batch-size", "16", "--lr", "3e-3", "--max-steps", "3"]) == 0
+    for name, model in (("dc_export", root / "dc"), ("icner_export", per_domain / "icner")):
+        assert export.main(["--model", str(model), "--output-dir", str(root / name), "--no-parity"]) == 0
+    return root
+
+
+def build_package(package_parts, per_domain, out, *extra):
+    return package.main(["--dc", str(package_parts / "dc_export"), "--icner", str(package_parts / "icner_export"),
+                         "--output-dir", str(out), "--data", str(per_domain / "data"), *extra])
+
+
+def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(package_parts, per_domain,
+                                                                                 tmp_path, capsys):
+    out = tmp_path / "package"
+    assert build_package(package_parts, per_domain, out, "--benchmark", "--benchmark-utterances", "10") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["icner"] == {d: f"icner/{d}" for d in ("alarm", "music", "weather")}
+    assert [r["model"] for r in json.loads((out / "latency.json").read_text())["rows"]] == ["ONNX int8 DC",
+                                                                                           "package (int8)"]
+    pipeline = Pipeline(out)
+    dev = load_massive(per_domain / "data", None, ["dev"])[0]
+    routed = pipeline.predict([u.utt for u in dev])
+    dc_right = [u for u, r in zip(dev, routed) if r[0] == u.scenario]
+    dc_wrong = [u for u, r in zip(dev, routed) if r[0] != u.scenario]
+    assert dc_right and dc_wrong, "the weak DC model should be right on some utterances and wrong on others"
+    # where DC is right, routing costs nothing: the same predictions, the same metrics
+    metrics, _ = score_package(pipeline, dc_right)
+    assert metrics["predicted_routing"] == metrics["gold_routing"]
+    # where it is wrong, the other domain's model cannot know the utterance's intent (MASSIVE intents
+    # belong to one domain): every intent gold routing got right is lost
+    metrics, _ = score_package(pipeline, dev)
+    gold = pipeline.predict([u.utt for u in dev], domains=[u.scenario for u in dev])
+    lost = sum(r[0] != u.scenario and g[1] == u.intent for u, r, g in zip(dev, routed, gold))
+    assert lost > 0 and metrics["predicted_routing"]["intent_accuracy"] == pytest.approx(
+        metrics["gold_routing"]["intent_accuracy"] - lost / len(dev))
+    assert metrics["routing_cost_points"]["intent_accuracy"] == pytest.approx(100 * lost / len(dev), abs=1e-3)
+    assert json.loads((out / "evaluation.json").read_text())["metrics"]["routing_cost_points"] == \
+        metrics["routing_cost_points"]
+    # evaluate.py scores the package the same way, predict.py answers with domain, intent and slots
+    assert evaluate.main(["--model", str(out), "--data", str(per_domain / "data"), "--split", "dev", "--output",
+                          str(tmp_path / "m.json"), "--bootstrap", "0"]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["routing_cost_points"] == metrics["routing_cost_points"]
+    capsys.readouterr()
+    assert predict.main(["--model", str(out), dev[0].utt]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["domain"] == routed[0][0] and answer["intent"] == routed[0][1] and isinstance(answer["slots"], list)
+    assert Predictor(out)(dev[0].utt) == {k: v for k, v in answer.items() if k != "text"}
+
+
+def test_package_bad_inputs_are_one_line(package_parts, per_domain, finetuned, exported, tmp_path, capsys):
+    out = tmp_path / "never"
+    # the 18-domain DC model of the other fixture predicts domains no per-domain ICNER model serves
+    expect_usage_error(capsys, package.main, ["--dc", str(exported / "dc"), "--icner",
+                                              str(package_parts / "icner_export"), "--output-dir", str(out)],
+                       "which no ICNER model serves", out)
+    broken = shutil.copytree(package_parts / "icner_export", tmp_path / "broken_export")
+    shutil.rmtree(broken / "music" / "int8")
+    expect_usage_error(capsys, package.main, ["--dc", str(package_parts / "dc_export"), "--icner", str(broken),
+                                              "--output-dir", str(out)],
+                       f"the per-domain export has no int8 model for music ({broken / 'music' / 'int8' / 'model.onnx'}"
+                       " missing)", out)
+    good = tmp_path / "good"
+    assert build_package(package_parts, per_domain, good) == 0
+    shutil.rmtree(good / "icner" / "weather")
+    for main, argv in ((predict.main, ["--model", str(good), "hi"]),
+                       (evaluate.main, ["--model", str(good), "--data", str(per_domain / "data")])):
+        expect_usage_error(capsys, main, argv, f"{good / 'manifest.json'}: icner.weather names icner/weather, "
+                                               "which has no model.onnx in the package")

@@ -1,0 +1,114 @@
+"""The deployed NLU system of Peris et al.: a DC model predicts each utterance's domain, and the
+ICNER model of that domain gives its intent and slots. A package folder holds them all as ONNX
+(package.py builds it) with a manifest that says which model serves which domain:
+
+    manifest.json   {"format": "kd-transfer-nlu-package", "version": 1, "variant": "int8",
+                     "dc": "dc", "icner": {"alarm": "icner/alarm", ...}}   # or {"*": "icner"}
+
+"*" is one ICNER model for every domain. Every domain the DC model can predict has a model: a
+package that lacks one does not open (the error names the domain), so routing never meets a
+domain it cannot serve.
+"""
+import json
+from pathlib import Path
+
+from common.onnx_models import ONNX_FILE, OnnxModel
+from common.run import UsageError
+
+MANIFEST = "manifest.json"
+FORMAT = "kd-transfer-nlu-package"
+EVERY_DOMAIN = "*"
+
+
+def is_package(folder):
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def read_manifest(folder):
+    """The manifest, checked: every model it names is an exported ONNX folder in the package."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UsageError(f"{path}: not a {FORMAT} manifest")
+    if not isinstance(manifest.get("dc"), str) or not isinstance(manifest.get("icner"), dict) or not manifest["icner"]:
+        raise UsageError(f"{path}: needs \"dc\" (a folder) and \"icner\" ({{domain: folder}})")
+    for field, relative in [("dc", manifest["dc"])] + [(f"icner.{d}", p) for d, p in manifest["icner"].items()]:
+        if not (Path(folder) / relative / ONNX_FILE).is_file():
+            raise UsageError(f"{path}: {field} names {relative}, which has no {ONNX_FILE} in the package")
+    return manifest
+
+
+class Pipeline:
+    """DC, then the ICNER model of the predicted (or a given) domain, batched per domain."""
+
+    def __init__(self, folder, threads=None):
+        folder = Path(folder)
+        self.manifest = read_manifest(folder)
+        self.dc = OnnxModel(folder / self.manifest["dc"], threads)
+        self.icner = {domain: OnnxModel(folder / relative, threads) for domain, relative in self.manifest["icner"].items()}
+        unserved = [d for d in self.dc.labels["domains"] if self.icner_for(d) is None]
+        if unserved:
+            raise UsageError(f"{folder / MANIFEST}: the DC model predicts {', '.join(unserved)}, which no ICNER model "
+                             f"serves (add one per domain, or \"{EVERY_DOMAIN}\": one for every domain)")
+        self.tokenizer = self.dc.tokenizer  # for length checks: the window is the same for every model
+
+    def icner_for(self, domain):
+        return self.icner.get(domain, self.icner.get(EVERY_DOMAIN))
+
+    def predict(self, texts, max_length=64, batch_size=64, domains=None):
+        """(domain, intent, slots) per text, routed by the DC model's domains or by `domains` (gold
+        routing: what the system would score with a perfect DC model). A given domain that no
+        ICNER model serves gets no intent and no slots."""
+        if domains is None:
+            domains = self.dc.predict(texts, max_length, batch_size)
+        results = [None] * len(texts)
+        for domain in sorted(set(domains)):
+            idx = [i for i, d in enumerate(domains) if d == domain]
+            model = self.icner_for(domain)
+            answers = model.predict([texts[i] for i in idx], max_length, batch_size) if model else [(None, [])] * len(idx)
+            for i, (intent, slots) in zip(idx, answers):
+                results[i] = (domain, intent, slots)
+        return results
+
+
+def score_package(pipeline, utterances, max_length=64, batch_size=64, bootstrap=0):
+    """The system end to end: DC accuracy, and ICNER metrics with each utterance routed by the DC
+    model's prediction and, beside it, by its gold domain; what routing costs is their difference."""
+    from common.tasks import headline, score
+    texts = [u.utt for u in utterances]
+    routed = pipeline.predict(texts, max_length, batch_size)
+    gold = pipeline.predict(texts, max_length, batch_size, domains=[u.scenario for u in utterances])
+    metrics = {"dc": score("dc", utterances, [r[0] for r in routed], bootstrap),
+               "predicted_routing": score("icner", utterances, [r[1:] for r in routed], bootstrap),
+               "gold_routing": score("icner", utterances, [r[1:] for r in gold], bootstrap)}
+    metrics["routing_cost_points"] = {
+        name: round(100 * (metrics["gold_routing"][name] - metrics["predicted_routing"][name]), 3)
+        for name in ("intent_accuracy", "exact_match", "slot_f1")}
+    metrics["headline"] = headline("icner", metrics["predicted_routing"])
+    return metrics, routed
+
+
+def with_domains(utterances, data):
+    """Scoring routing needs each utterance's gold domain."""
+    from common.task_data import NO_DOMAIN
+    if any(u.scenario == NO_DOMAIN for u in utterances):
+        raise UsageError(f"--data {' '.join(data)}: utterances without a domain cannot score the routing "
+                         "(MASSIVE, or CoNLL with '# domain = X' comments)")
+    return utterances
+
+
+def print_scores(m):
+    print(f"dev, {m['dc']['n']} utterances: DC accuracy {100 * m['dc']['accuracy']:.2f}")
+    for routing in ("predicted_routing", "gold_routing"):
+        r = m[routing]
+        print(f"  {routing.replace('_', ' '):<18} intent {100 * r['intent_accuracy']:6.2f}  slot F1 "
+              f"{100 * r['slot_f1']:6.2f}  exact match {100 * r['exact_match']:6.2f}")
+    print("  routing costs " + ", ".join(f"{k} {v:+.2f} points" for k, v in m["routing_cost_points"].items()))
+
+
+def checked_folder(folder):
+    """The folder whose config.json says how long an input may be: a package's DC model."""
+    return Path(folder) / read_manifest(folder)["dc"] if is_package(folder) else Path(folder)
