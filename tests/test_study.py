@@ -521,7 +521,7 @@ def test_help_lists_every_knob_with_each_profiles_default():
     used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)", (REPO / "reproduce.sh").read_text()
                           + (REPO / "configs" / "check_knobs.sh").read_text()))
     internal = {"SELF", "PROFILES", "ENV_AT_START", "QUICK", "MULTILINGUAL", "PLAN", "HELP", "JOB", "PROFILE", "MODE_ARGS",
-                "LAYERS", "USER_SET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "DISTILL_AMOUNT",
+                "LAYERS", "USER_SET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "EXTRA_PACKAGE", "DISTILL_AMOUNT",
                 "DISTILL_SHAPE", "TARGET", "LABELLED", "DC_FLAGS", "ICNER_FLAGS", "FINAL", "BEST", "FIRST_SEED",
                 "ADAPTED", "GPU_IDS", "SLOT", "LOG", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "STUDY_STARTED",
                 "STUDY_COMMAND", "STUDY_TITLE"}
