@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
-from common.joint_model import JointIntentSlotModel
 from common.massive import PARTITIONS, sample
-from common.models import check_max_length, load_tokenizer, loading
+from common.models import check_max_length
 from common.onnx_models import ONNX_FILE, OnnxModel
 from common.pipeline import Pipeline, checked_folder, is_package, print_scores, score_package, with_domains
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
-from common.tasks import check_label_overlap, load_labels, per_utterance, predict, score, torch_logits_fn
+from common.tasks import check_label_overlap, per_utterance, score
+from common.torch_model import TorchModel
 
 
 def parse_args(argv):
@@ -43,23 +42,6 @@ def parse_args(argv):
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the CIs (0: none)")
     p.add_argument("--threads", type=positive_int)
     return p.parse_args(argv)
-
-
-class TorchModel:
-    """A finetuned PyTorch folder: its task, labels, tokenizer and a logits function."""
-
-    def __init__(self, folder):
-        folder = Path(folder)
-        self.labels = load_labels(folder)
-        self.task = self.labels["task"]
-        self.tokenizer = load_tokenizer(str(folder), "--model")
-        cls = AutoModelForSequenceClassification if self.task == "dc" else JointIntentSlotModel
-        with loading(folder):
-            self.model = cls.from_pretrained(folder).eval().to(inference_device())
-        self.logits_fn = torch_logits_fn(self.model, inference_device())
-
-    def predict(self, texts, max_length, batch_size):
-        return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
 
 
 def is_torch(model):

@@ -7,7 +7,8 @@ utterance to the ICNER model of its predicted domain (the deployment of Peris et
 
 --dc and --icner are export.py output folders (their int8/ is taken, or --variant fp32), or one of
 their variant folders; --icner may be a per-domain export (finetune.py --all-domains, then
-export.py), whose every domain's model is taken. OUTPUT_DIR holds manifest.json (common.pipeline),
+export.py), whose every domain's model is taken. --variant torch packages finetune.py folders
+(no export) as they are: the PyTorch baseline, served and timed the same way. OUTPUT_DIR holds manifest.json (common.pipeline),
 dc/, icner/ or icner/<domain>/, and run.json. With --data, the package's dev scores with predicted
 routing and with gold routing (evaluation.json); with --benchmark, latency.json: the DC model alone
 and the package end to end, at batch 1 and 32, in one run. predict.py and evaluate.py open it.
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from common.massive import sample
 from common.onnx_models import ONNX_FILE
-from common.pipeline import EVERY_DOMAIN, FORMAT, MANIFEST, Pipeline, print_scores, score_package, with_domains
+from common.tasks import LABELS_FILE
+from common.pipeline import (EVERY_DOMAIN, FORMAT, MANIFEST, Pipeline, is_model_folder, print_scores, score_package,
+                             with_domains)
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_int, publish, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
@@ -32,7 +35,8 @@ def parse_args(argv):
     p.add_argument("--icner", required=True, help="export.py folder of the ICNER model, global or per domain")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--variant", choices=("int8", "fp32"), default="int8", help="which export of each model")
+    p.add_argument("--variant", choices=("int8", "fp32", "torch"), default="int8",
+                   help="which export of each model; torch: --dc and --icner are finetune.py folders")
     add_data_args(p, what="dev for the end-to-end scores, test for the benchmark")
     p.add_argument("--benchmark", action="store_true", help="latency: the DC model alone and the package")
     p.add_argument("--benchmark-utterances", type=positive_int, default=300, help="test utterances timed at batch 1")
@@ -49,6 +53,10 @@ def variant_folder(folder, variant, flag):
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{flag} {folder}: no such folder")
+    if variant == "torch":
+        if not is_model_folder(folder) or not (folder / LABELS_FILE).is_file():
+            raise UsageError(f"{flag} {folder}: not a finetune.py folder (no weights and {LABELS_FILE})")
+        return folder
     for candidate in (folder / variant, folder):
         if (candidate / ONNX_FILE).is_file():
             return candidate
@@ -61,6 +69,8 @@ def icner_folders(folder, variant):
     record = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
     if not record.get("per_domain"):
         return {EVERY_DOMAIN: variant_folder(folder, variant, "--icner")}
+    if variant == "torch":  # finetune.py --all-domains: a model folder per domain
+        return {d: variant_folder(folder / d, variant, "--icner") for d in record["domains"]}
     missing = [d for d in record["domains"] if not (folder / d / variant / ONNX_FILE).is_file()]
     if missing:
         raise UsageError(f"--icner {folder}: the per-domain export has no {variant} model for {', '.join(missing)} "
@@ -118,7 +128,8 @@ def benchmark(args, work, test):
     texts = [u.utt for u in test][:args.benchmark_utterances]
     texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
     rows = []
-    for name, kind, folder in ((f"ONNX {args.variant} DC", "onnx", work / "dc"),
+    dc = ("PyTorch fp32 DC", "torch") if args.variant == "torch" else (f"ONNX {args.variant} DC", "onnx")
+    for name, kind, folder in ((*dc, work / "dc"),
                                (f"package ({args.variant})", "package", work)):
         print(f"benchmarking {name} ...", file=sys.stderr)
         (batch_1, batch_32), peak_mb = time_model(kind, folder, [(1, texts), (32, texts32)], args.threads)

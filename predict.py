@@ -21,7 +21,7 @@ from common.run import ArgumentParser, UsageError, positive_int, run_cli
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder, or a package.py folder")
+    p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder, a package.py folder, or a finetuned PyTorch folder")
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--max-length", type=positive_int, default=64,
                    help="tokens per utterance; a longer one is refused, never cut (up to the model's positions)")

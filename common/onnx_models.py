@@ -138,7 +138,6 @@ class OnnxModel:
 
     def __init__(self, folder, threads=None):
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         folder = Path(folder)
         if not (folder / ONNX_FILE).is_file():
@@ -168,9 +167,18 @@ class OnnxModel:
         return predict(self.task, self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
 
 
+def open_model(folder, threads=None):
+    """An exported folder as an OnnxModel; a finetuned PyTorch folder as a TorchModel, which
+    answers the same calls (the baseline a deployment is measured against)."""
+    if (Path(folder) / ONNX_FILE).is_file():
+        return OnnxModel(folder, threads)
+    from common.torch_model import TorchModel
+    return TorchModel(folder, threads)
+
+
 class Predictor:
     """What a service calls: raw utterances in, domains or intents with character-offset slots out.
-    An exported DC or ICNER folder, or a package of both (common.pipeline):
+    An exported DC or ICNER folder, a finetuned PyTorch one, or a package (common.pipeline):
 
         Predictor("out/onnx/int8")(["wake me up at seven am"])
         -> [{"intent": "alarm_set", "slots": [{"type": "time", "text": "seven am", "start": 14, "end": 22}]}]
@@ -186,7 +194,7 @@ class Predictor:
             self.model, self.task = Pipeline(folder, threads), "nlu"
         else:
             check_max_length(str(folder), max_length, "model", "max_length")
-            self.model = OnnxModel(folder, threads)
+            self.model = open_model(folder, threads)
             self.task = self.model.task
         self.max_length = max_length
 
@@ -194,6 +202,12 @@ class Predictor:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         self.check_lengths(texts)
+        out = self.records(texts)
+        return out[0] if single else out
+
+    def records(self, texts):
+        """The prediction record of each text, whose length is already checked (serve.py checks
+        each request's before batching them)."""
         out = []
         for text, result in zip(texts, self.model.predict(texts, self.max_length)):
             if self.task == "dc":
@@ -202,13 +216,19 @@ class Predictor:
             domain, (intent, slots) = (result[0], result[1:]) if self.task == "nlu" else (None, result)
             out.append({**({"domain": domain} if self.task == "nlu" else {}), "intent": intent, "slots": [
                 {"type": s.type, "text": text[s.start:s.end], "start": s.start, "end": s.end} for s in slots]})
-        return out[0] if single else out
+        return out
+
+    def too_long(self, texts, tokenizer=None):
+        """(index, tokens) of the first text longer than the model's window, or None. A thread other
+        than the one predicting passes its own copy of the tokenizer: a fast tokenizer is not
+        thread-safe ("Already borrowed")."""
+        lengths = [len(ids) for ids in (tokenizer or self.model.tokenizer)(texts)["input_ids"]]
+        return next(((i, n) for i, n in enumerate(lengths) if n > self.max_length), None)
 
     def check_lengths(self, texts):
         """Refuse, never silently cut, an utterance longer than the model's window: its slots
         past the cut would be lost without a word."""
-        lengths = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
-        for i, n in enumerate(lengths):
-            if n > self.max_length:
-                raise UsageError(f"utterance {i + 1} has {n} tokens, more than the {self.max_length}-token window "
-                                 f"(max_length / --max-length); split it or raise the window")
+        first = self.too_long(texts)
+        if first:
+            raise UsageError(f"utterance {first[0] + 1} has {first[1]} tokens, more than the {self.max_length}-token "
+                             f"window (max_length / --max-length); split it or raise the window")

@@ -1,6 +1,7 @@
 """The deployed NLU system of Peris et al.: a DC model predicts each utterance's domain, and the
 ICNER model of that domain gives its intent and slots. A package folder holds them all as ONNX
-(package.py builds it) with a manifest that says which model serves which domain:
+(package.py builds it; variant "torch" holds the finetuned PyTorch folders instead, the baseline a
+deployment is measured against) with a manifest that says which model serves which domain:
 
     manifest.json   {"format": "kd-transfer-nlu-package", "version": 1, "variant": "int8",
                      "dc": "dc", "icner": {"alarm": "icner/alarm", ...}}   # or {"*": "icner"}
@@ -12,7 +13,7 @@ domain it cannot serve.
 import json
 from pathlib import Path
 
-from common.onnx_models import ONNX_FILE, OnnxModel
+from common.onnx_models import ONNX_FILE, open_model
 from common.run import UsageError
 
 MANIFEST = "manifest.json"
@@ -22,6 +23,11 @@ EVERY_DOMAIN = "*"
 
 def is_package(folder):
     return (Path(folder) / MANIFEST).is_file()
+
+
+def is_model_folder(folder):
+    """An exported ONNX folder, or a finetuned PyTorch one (a "torch" package: the baseline)."""
+    return (folder / ONNX_FILE).is_file() or any((folder / w).is_file() for w in ("model.safetensors", "pytorch_model.bin"))
 
 
 def read_manifest(folder):
@@ -36,8 +42,9 @@ def read_manifest(folder):
     if not isinstance(manifest.get("dc"), str) or not isinstance(manifest.get("icner"), dict) or not manifest["icner"]:
         raise UsageError(f"{path}: needs \"dc\" (a folder) and \"icner\" ({{domain: folder}})")
     for field, relative in [("dc", manifest["dc"])] + [(f"icner.{d}", p) for d, p in manifest["icner"].items()]:
-        if not (Path(folder) / relative / ONNX_FILE).is_file():
-            raise UsageError(f"{path}: {field} names {relative}, which has no {ONNX_FILE} in the package")
+        if not is_model_folder(Path(folder) / relative):
+            raise UsageError(f"{path}: {field} names {relative}, which has no {ONNX_FILE} "
+                             f"(nor PyTorch weights, for a torch package) in the package")
     return manifest
 
 
@@ -47,16 +54,20 @@ class Pipeline:
     def __init__(self, folder, threads=None):
         folder = Path(folder)
         self.manifest = read_manifest(folder)
-        self.dc = OnnxModel(folder / self.manifest["dc"], threads)
-        self.icner = {domain: OnnxModel(folder / relative, threads) for domain, relative in self.manifest["icner"].items()}
+        self.dc = open_model(folder / self.manifest["dc"], threads)
+        self.icner = {domain: open_model(folder / relative, threads) for domain, relative in self.manifest["icner"].items()}
         unserved = [d for d in self.dc.labels["domains"] if self.icner_for(d) is None]
         if unserved:
             raise UsageError(f"{folder / MANIFEST}: the DC model predicts {', '.join(unserved)}, which no ICNER model "
                              f"serves (add one per domain, or \"{EVERY_DOMAIN}\": one for every domain)")
         self.tokenizer = self.dc.tokenizer  # for length checks: the window is the same for every model
 
+    def route(self, domain):
+        """The manifest key of the model that serves a domain (None: no model does)."""
+        return domain if domain in self.icner else EVERY_DOMAIN if EVERY_DOMAIN in self.icner else None
+
     def icner_for(self, domain):
-        return self.icner.get(domain, self.icner.get(EVERY_DOMAIN))
+        return self.icner.get(self.route(domain))
 
     def predict(self, texts, max_length=64, batch_size=64, domains=None):
         """(domain, intent, slots) per text, routed by the DC model's domains or by `domains` (gold
@@ -65,12 +76,14 @@ class Pipeline:
         if domains is None:
             domains = self.dc.predict(texts, max_length, batch_size)
         results = [None] * len(texts)
-        for domain in sorted(set(domains)):
-            idx = [i for i, d in enumerate(domains) if d == domain]
-            model = self.icner_for(domain)
+        by_model = {}  # one call per model, not per domain: a global model serves every domain at once
+        for i, domain in enumerate(domains):
+            by_model.setdefault(self.route(domain), []).append(i)
+        for route, idx in by_model.items():
+            model = self.icner.get(route)
             answers = model.predict([texts[i] for i in idx], max_length, batch_size) if model else [(None, [])] * len(idx)
             for i, (intent, slots) in zip(idx, answers):
-                results[i] = (domain, intent, slots)
+                results[i] = (domains[i], intent, slots)
         return results
 
 

@@ -173,7 +173,8 @@ def package_lines(folder):
                       f"{100 * routed['exact_match']:.2f} routed by the DC prediction, {100 * gold['exact_match']:.2f} "
                       f"by the gold domain (routing costs {m['routing_cost_points']['exact_match']:.2f} points; intent "
                       f"accuracy {100 * routed['intent_accuracy']:.2f} against {100 * gold['intent_accuracy']:.2f})."]
-    return lines + [""]
+    return lines + ["", "Serve it over HTTP (STUDY: the folder this report is in; docs/export.md, \"Serving\"):", "",
+                    "    python serve.py --model STUDY/export/package --port 8000", ""]
 
 
 def provenance(folder):

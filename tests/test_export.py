@@ -366,6 +366,11 @@ def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(
     answer = json.loads(capsys.readouterr().out)
     assert answer["domain"] == routed[0][0] and answer["intent"] == routed[0][1] and isinstance(answer["slots"], list)
     assert Predictor(out)(dev[0].utt) == {k: v for k, v in answer.items() if k != "text"}
+    # a study's REPORT.md shows the package's latency table and names the command that serves it
+    from common.report import package_lines
+    shutil.copytree(out, tmp_path / "study" / "export" / "package")
+    report = "\n".join(package_lines(tmp_path / "study"))
+    assert "| package (int8) |" in report and "python serve.py --model STUDY/export/package" in report
 
 
 def test_package_bad_inputs_are_one_line(package_parts, per_domain, finetuned, exported, tmp_path, capsys):
@@ -386,4 +391,4 @@ def test_package_bad_inputs_are_one_line(package_parts, per_domain, finetuned, e
     for main, argv in ((predict.main, ["--model", str(good), "hi"]),
                        (evaluate.main, ["--model", str(good), "--data", str(per_domain / "data")])):
         expect_usage_error(capsys, main, argv, f"{good / 'manifest.json'}: icner.weather names icner/weather, "
-                                               "which has no model.onnx in the package")
+                                               "which has no model.onnx (nor PyTorch weights")
