@@ -8,11 +8,13 @@ utterances, concurrent requests, tail latency.
 
 Each --server "LABEL=serve.py flags" is started on a free port, waited for (GET /health), loaded,
 then stopped with SIGTERM (its exit status is checked); --url tests a server that already runs.
-Per server: a closed loop at each --concurrency (that many clients, each sending its next
-request when the last is answered) and an open loop at each --rate (requests sent on a fixed
-schedule whatever the answers, latency counted from the scheduled time, so a slow server is not
-excused by a slowed client). Each level stops after --requests requests or --seconds seconds,
-whichever is first. One request carries one utterance (--texts-per-request). The client runs on
+Every server starts first; then a closed loop at each --concurrency (that many clients, each
+sending its next request when the last is answered) and an open loop at each --rate (requests
+sent on a fixed schedule whatever the answers, latency counted from the scheduled time, so a slow
+server is not excused by a slowed client) run against each server in turn, level by level, for
+--rounds rounds: drift on a noisy machine moves every server alike. Each level stops after
+--requests requests or --seconds seconds, whichever is first; a row pools its rounds' latencies
+and gives the median round's throughput. One request carries one utterance (--texts-per-request). The client runs on
 the same machine and takes CPU from the server: the figures are of that arrangement.
 """
 import argparse
@@ -45,8 +47,9 @@ def parse_args(argv):
     add_data_args(p, what="its test split: the utterances sent")
     p.add_argument("--concurrency", type=positive_int, nargs="*", default=[1, 8, 32, 64])
     p.add_argument("--rate", type=positive_int, nargs="*", default=[500], help="open-loop offered requests/s")
-    p.add_argument("--requests", type=positive_int, default=3000, help="most requests per level")
-    p.add_argument("--seconds", type=float, default=15.0, help="most seconds per level")
+    p.add_argument("--requests", type=positive_int, default=2000, help="most requests per level and round")
+    p.add_argument("--seconds", type=float, default=10.0, help="most seconds per level and round")
+    p.add_argument("--rounds", type=positive_int, default=3, help="times every level runs against each server")
     p.add_argument("--warmup", type=int, default=100, help="requests sent before each server is measured")
     p.add_argument("--texts-per-request", type=positive_int, default=1)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as an error")
@@ -165,36 +168,51 @@ async def open_loop(client, rate, requests, seconds):
     return latencies, count - len(latencies), time.perf_counter() - start
 
 
-def figures(mode, level, latencies, errors, elapsed):
+def figures(label, mode, level, runs):
+    """One server at one level over its rounds: latency percentiles of every answered request,
+    the median round's throughput, every error."""
+    latencies = [x for latency, _, _ in runs for x in latency]
     ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
     p50, p95, p99 = (round(float(x), 2) for x in np.percentile(ms, [50, 95, 99]))
-    return {"mode": mode, "level": level, "requests": len(latencies) + errors, "errors": errors,
-            "throughput_rps": round(len(latencies) / elapsed, 1), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+    per_round = [round(len(latency) / elapsed, 1) for latency, _, elapsed in runs]
+    errors = sum(e for _, e, _ in runs)
+    return {"server": label, "mode": mode, "level": level, "requests": len(latencies) + errors, "errors": errors,
+            "throughput_rps": float(np.median(per_round)), "throughput_rps_per_round": per_round,
+            "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
 
 
-async def load(url, bodies, args):
-    """Every level against one server, warmup first."""
-    client = Client(url, bodies, args.timeout, max(args.concurrency + [256]))
+async def run_level(client, mode, level, args):
+    if mode == "closed":
+        return await closed_loop(client, level, args.requests, args.seconds)
+    return await open_loop(client, level, args.requests, args.seconds)
+
+
+async def measure(urls, bodies, args):
+    """Every level, each server in turn, --rounds times: a machine that slows down during the run
+    moves every server alike, so their ratios hold even when the figures drift."""
+    clients = {label: Client(url, bodies, args.timeout, max(args.concurrency + [256])) for label, url in urls.items()}
+    levels = [("closed", c) for c in args.concurrency] + [("open", r) for r in args.rate]
+    runs = {(label, mode, level): [] for label in clients for mode, level in levels}
     try:
-        await closed_loop(client, min(8, max(args.concurrency)), args.warmup, args.seconds)
-        rows = []
-        for concurrency in args.concurrency:
-            rows.append(figures("closed", concurrency, *await closed_loop(client, concurrency, args.requests,
-                                                                          args.seconds)))
-            print_row(rows[-1])
-        for rate in args.rate:
-            rows.append(figures("open", rate, *await open_loop(client, rate, args.requests, args.seconds)))
-            print_row(rows[-1])
-        return rows
+        for client in clients.values():
+            await closed_loop(client, min(8, max(args.concurrency)), args.warmup, args.seconds)
+        for round_number in range(args.rounds):
+            for mode, level in levels:
+                for label, client in clients.items():
+                    runs[(label, mode, level)].append(await run_level(client, mode, level, args))
+            print(f"round {round_number + 1} of {args.rounds} done", flush=True)
     finally:
-        await client.session.close()
+        for client in clients.values():
+            await client.session.close()
+    return [figures(label, mode, level, r) for (label, mode, level), r in runs.items()]
 
 
-def print_row(row):
-    level = f"concurrency {row['level']}" if row["mode"] == "closed" else f"offered {row['level']}/s"
-    print(f"  {row['mode']:<6} {level:<17} {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f}  "
-          f"p95 {row['p95_ms']:7.2f}  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}/{row['requests']}",
-          flush=True)
+def print_rows(rows):
+    print(f"{'server':<44} {'level':<18} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  errors")
+    for row in sorted(rows, key=lambda r: (r["mode"], r["level"])):
+        level = f"concurrency {row['level']}" if row["mode"] == "closed" else f"offered {row['level']}/s"
+        print(f"{row['server'][:44]:<44} {level:<18} {row['throughput_rps']:8.1f} {row['p50_ms']:8.2f} "
+              f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f}  {row['errors']}/{row['requests']}", flush=True)
 
 
 def request_bodies(args):
@@ -206,23 +224,24 @@ def request_bodies(args):
 def main(argv=None):
     args = parse_args(argv)
     bodies = request_bodies(args)
-    servers = [tuple(s.split("=", 1)) for s in args.server] or [("url", None)]
     report = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "cores": os.cpu_count(),
-              "python": platform.python_version(), "argv": sys.argv[1:] if argv is None else argv, "servers": []}
-    for label, flags in servers:
-        print(f"{label}: {flags or args.url}", flush=True)
-        process = None
-        if flags is not None:
-            log_path = Path(args.output or Path(tempfile.gettempdir()) / "load_test").with_suffix(
-                f".server{len(report['servers'])}.log")
-            process, url = start_server(flags.split(), log_path, args.startup_timeout)
-        try:
-            rows = uvloop.run(load(url if process else args.url, bodies, args))
-        finally:
-            exit_code = stop_server(process) if process else None
-        report["servers"].append({"label": label, "flags": flags, "rows": rows, "exit_code": exit_code})
-        if process and exit_code != 0:
-            print(f"  serve.py exited {exit_code} on SIGTERM", flush=True)
+              "python": platform.python_version(), "argv": sys.argv[1:] if argv is None else argv}
+    logs = Path(args.output).parent if args.output else Path(tempfile.gettempdir())
+    processes, urls = {}, {}
+    try:
+        for number, (label, flags) in enumerate(s.split("=", 1) for s in args.server):
+            print(f"starting {label}: serve.py {flags}", flush=True)
+            processes[label], urls[label] = start_server(flags.split(), logs / f"load_test.server{number}.log",
+                                                         args.startup_timeout)
+        urls = urls or {"url": args.url}
+        report["rows"] = uvloop.run(measure(urls, bodies, args))
+    finally:
+        report["servers"] = [{"label": label, "flags": flags, "exit_code": stop_server(processes[label])}
+                             for label, flags in (s.split("=", 1) for s in args.server) if label in processes]
+    print_rows(report["rows"])
+    for server in report["servers"]:
+        if server["exit_code"] != 0:
+            print(f"{server['label']}: serve.py exited {server['exit_code']} on SIGTERM", flush=True)
     if args.output:
         write_json_atomic(args.output, report)
     return 0

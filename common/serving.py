@@ -162,4 +162,5 @@ def create_app():
     """The app of one worker process (uvicorn --workers): each loads its own model."""
     from common.onnx_models import Predictor
     settings = json.loads(os.environ[SETTINGS_ENV])
-    return build_app(Predictor(settings["model"], settings["threads"], settings["max_length"]), settings)
+    predictor = Predictor(settings["model"], settings["threads"], settings["max_length"], settings["model_batch"])
+    return build_app(predictor, settings)

@@ -72,6 +72,16 @@ class Server:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
 
+    def chunked(self, path, chunks):
+        """The status line and the rest of the answer to a chunked POST, sent in one write: the
+        server answers once it has read past its limit, and a client still sending by then gets a
+        broken pipe instead of the answer."""
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as connection:
+            connection.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                               "Content-Type: application/json\r\nConnection: close\r\n\r\n".encode() + body)
+            return connection.makefile("rb").read()
+
     def get(self, path):
         return self.request(path)
 
@@ -131,9 +141,8 @@ def test_each_bad_request_is_a_4xx_with_one_line_naming_the_field(packages, tmp_
             got, answer = server.request("/predict", body)
             assert got == status and list(answer) == ["error"] and message in answer["error"], (body[:40], answer)
             assert "\n" not in answer["error"]
-        # a body that says it is small and streams more is cut off at the limit too
-        assert server.request("/predict", iter([b'{"texts": ["', b"a" * 2000, b'"]}']),
-                              headers={"Transfer-Encoding": "chunked"})[0] == 413
+        # a body with no length that streams past the limit is cut off there too
+        assert server.chunked("/predict", [b'{"texts": ["', b"a" * 2000, b'"]}']).startswith(b"HTTP/1.1 413 ")
         assert server.request("/predict")[0] == 405 and server.request("/nothing")[0] == 404
         assert server.predict(["hi"])[0] == 200  # and it still serves
         assert server.get("/health")[1]["requests"] == 1  # no bad request reached the model
@@ -173,22 +182,27 @@ def test_a_model_that_does_not_load_is_one_line_at_startup(packages, tmp_path, c
     expect_usage_error(capsys, serve.main, ["--model", str(tmp_path / "none")], "no such folder")
 
 
-def test_the_load_test_runs_every_level_and_stops_its_server(packages, data_dir, tmp_path):
-    """The harness, not the timings: every level ran its bounded number of requests without an
-    error, and the server it started stopped on SIGTERM with exit 0."""
+def test_the_load_test_runs_every_level_against_each_server_and_stops_them(packages, data_dir, tmp_path):
+    """The harness, not the timings: every server ran every level for every round, each round its
+    bounded number of requests without an error, and each server stopped on SIGTERM with exit 0."""
     out = tmp_path / "load.json"
+    servers = {"batched": f"--model {packages / 'int8'} --workers 1", "unbatched": f"--model {packages / 'int8'} "
+               "--workers 1 --max-batch 1"}
     proc = subprocess.run([sys.executable, "benchmarks/load_test.py", "--data", str(data_dir / "massive"), "--locales",
-                           "en-US", "--server", f"tiny=--model {packages / 'int8'} --workers 1", "--concurrency", "1",
-                           "4", "--rate", "40", "--requests", "30", "--seconds", "20", "--warmup", "5",
-                           "--output", str(out)], cwd=REPO, env=script_env(), capture_output=True, timeout=300)
+                           "en-US", *(arg for label, flags in servers.items() for arg in ("--server", f"{label}={flags}")),
+                           "--concurrency", "1", "4", "--rate", "40", "--requests", "15", "--rounds", "2",
+                           "--seconds", "20", "--warmup", "5", "--output", str(out)],
+                          cwd=REPO, env=script_env(), capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     report = json.loads(out.read_text())
-    [server] = report["servers"]
-    assert server["label"] == "tiny" and server["exit_code"] == 0
-    assert [(r["mode"], r["level"]) for r in server["rows"]] == [("closed", 1), ("closed", 4), ("open", 40)]
-    for row in server["rows"]:
-        assert row["requests"] == 30 and row["errors"] == 0 and row["throughput_rps"] > 0
-        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert [(s["label"], s["flags"], s["exit_code"]) for s in report["servers"]] == [
+        (label, flags, 0) for label, flags in servers.items()]
+    assert sorted((r["server"], r["mode"], r["level"]) for r in report["rows"]) == sorted(
+        (label, mode, level) for label in servers for mode, level in [("closed", 1), ("closed", 4), ("open", 40)])
+    for row in report["rows"]:
+        assert row["requests"] == 30 and row["errors"] == 0 and len(row["throughput_rps_per_round"]) == 2
+        assert row["throughput_rps"] > 0 and row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert "unbatched" in proc.stdout.decode() and "concurrency 4" in proc.stdout.decode()
 
 
 def test_micro_batches_take_waiting_requests_while_they_fit_and_never_split_one():
