@@ -7,9 +7,9 @@
 
 POST /predict takes {"texts": [...]} and answers {"predictions": [...]}, one record per text, as
 the Predictor gives them (common.onnx_models); GET /health answers 200 once the model is loaded.
-A bad request gets a 4xx with {"error": "<one line>"}. Requests that arrive together run as one
-batch of at most --max-batch texts, waiting at most --max-wait-ms for company (--max-batch 1:
-each request alone). --workers N processes each load the model with --threads ONNX Runtime
+A bad request gets a 4xx with {"error": "<one line>"}. Requests that queued while the model ran
+go into its next call, at most --max-batch texts (--max-batch 1: each request alone); with
+--max-wait-ms W a batch also waits up to W ms for more. --workers N processes each load the model with --threads ONNX Runtime
 threads. SIGTERM (or Ctrl-C) stops taking connections, answers the requests in flight, exits 0.
 A finetuned PyTorch folder, or a `package.py --variant torch` package, is served the same way:
 the baseline of benchmarks/load_test.py.
@@ -32,12 +32,16 @@ def parse_args(argv):
                                                    "finetuned PyTorch folder")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=non_negative_int, default=8000)
-    # 2 x 1 served 2.6x the requests of 1 x 2 on 2 cores (docs/export.md, "Serving"): one thread per
-    # process leaves no idle ONNX Runtime thread spinning against the event loop and the other process
+    # On 2 cores, 2 x 1 served 1.7x the requests of 1 x 2 at concurrency 64, and its p99 at an offered
+    # 500/s was 13 ms against 34 (docs/export.md, "Serve"); at concurrency 32 the two were within noise
     p.add_argument("--workers", type=positive_int, default=2, help="server processes, each with its own model")
     p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime (or torch) threads per worker")
     p.add_argument("--max-batch", type=positive_int, default=32, help="texts per model call (1: batching off)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests")
+    # Waiting for company costs a lone request its wait and gains little under load, where requests
+    # queue while the model runs anyway: with 0 the student package served 2.4x the requests at
+    # concurrency 1 and 1.05x at 32 that it did with 2 ms (docs/export.md, "Serve")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a batch waits for more requests (0: it takes those queued while the model ran)")
     # A batch runs as model calls of --model-batch texts of similar length: on 2 cores the int8 student
     # package took 41 ms for 32 texts in calls of 4 and 52 ms in one call of 32 (its padding)
     p.add_argument("--model-batch", type=positive_int, default=4, help="texts per ONNX Runtime call")

@@ -208,11 +208,14 @@ async def measure(urls, bodies, args):
 
 
 def print_rows(rows):
-    print(f"{'server':<44} {'level':<18} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  errors")
+    """The figures as a markdown table, a level's servers side by side."""
+    print("| server | level | req/s (median round) | rounds' range | p50 ms | p95 ms | p99 ms | errors |\n"
+          "|---|---|---|---|---|---|---|---|")
     for row in sorted(rows, key=lambda r: (r["mode"], r["level"])):
         level = f"concurrency {row['level']}" if row["mode"] == "closed" else f"offered {row['level']}/s"
-        print(f"{row['server'][:44]:<44} {level:<18} {row['throughput_rps']:8.1f} {row['p50_ms']:8.2f} "
-              f"{row['p95_ms']:8.2f} {row['p99_ms']:8.2f}  {row['errors']}/{row['requests']}", flush=True)
+        spread = f"{min(row['throughput_rps_per_round']):.0f}-{max(row['throughput_rps_per_round']):.0f}"
+        print(f"| {row['server']} | {level} | {row['throughput_rps']:.1f} | {spread} | {row['p50_ms']:.2f} "
+              f"| {row['p95_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']}/{row['requests']} |", flush=True)
 
 
 def request_bodies(args):

@@ -150,7 +150,7 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         # Idle intra-op threads that spin take the cores a server's event loop (and a second worker)
         # needs; on 2 cores, 1 worker x 2 threads served 390 req/s with spinning and 614 without, in two
-        # consecutive load tests at concurrency 32 (docs/export.md, "Serving").
+        # consecutive load tests at concurrency 32 (docs/export.md, "Serve").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
