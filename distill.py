@@ -10,7 +10,6 @@ lives in OUTPUT_DIR.partial, whose checkpoint `--resume` continues from.
 """
 import argparse
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,10 +22,11 @@ from common.engine import PRECISIONS, Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
-from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
-                        non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
+from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int,
+                        partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         timed, unit_float, versions, write_json_atomic)
 from common.target_text import load_target_text
+from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
 
 
@@ -230,23 +230,19 @@ def distill(args, engine):
     train_module, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
     teacher_view = OutputAdaptor(teacher.to(engine.device), teacher.config.num_hidden_layers - 1 if args.alpha_attn
                                  else None, want_logits=bool(args.alpha_kl))
-    loop = {"step": 0, "train_seconds": 0.0, "loss_curve": []}
-    state = engine.load(work_dir / "checkpoint") if args.resume else None
-    if state is not None:
+    def same_arguments(state):
         changed = sorted(k for k, v in state["args"].items() if k not in RESUME_FREE_ARGS and vars(args).get(k) != v)
         if changed:
             raise UsageError(f"--resume: the checkpoint was made with other arguments "
                              f"({', '.join('--' + k.replace('_', '-') for k in changed)})")
-        stream.load_state_dict(state["stream"])
-        loop = state["loop"]
-        if engine.is_main:
-            print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
-    elif engine.is_main:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        work_dir.mkdir()
-    engine.barrier()
 
-    train(args, engine, train_module, teacher_view, stream, tokenizer, optimizer, scheduler, loop, max_steps, work_dir)
+    state = start_or_resume(engine, work_dir, args.resume, max_steps, check=same_arguments)
+    loop = state["loop"] if state else {"step": 0, "train_seconds": 0.0, "loss_curve": []}
+    if state:
+        stream.load_state_dict(state["stream"])
+    task = DistillStep(args, engine, train_module, teacher_view, stream, tokenizer, loop, max_steps)
+    run_steps(engine, task, train_module, optimizer, scheduler, loop,
+              Cadence(max_steps, args.seed, args.grad_accum, args.max_grad_norm, save_steps=args.save_steps), work_dir)
     timings["train_s"] = round(loop["train_seconds"], 3)
     if engine.is_main:
         tokens_seen = stream.tokens[GENERIC] + stream.tokens[TARGET]
@@ -278,69 +274,65 @@ def distill(args, engine):
     return 0
 
 
-def train(args, engine, model, teacher_view, stream, tokenizer, optimizer, scheduler, loop, max_steps, work_dir):
-    """The distillation steps from loop["step"] to max_steps; checkpoints into work_dir."""
-    global_batch, rank = args.batch_size * engine.world_size, engine.rank
-    masking = bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0
-    progress = engine.progress(max_steps, loop["step"], "distill")
-    # The steps since the last logged point: kept in a checkpoint, so that a resumed run logs the
-    # loss curve of an uninterrupted one
-    window = loop.get("window", {"steps": 0, "loss": 0.0, "parts": {}})
-    window_steps = window["steps"]
-    window_loss = torch.tensor(window["loss"], device=engine.device)
-    window_parts = {k: torch.tensor(v, device=engine.device) for k, v in window["parts"].items()}
-    tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
+class DistillStep(StepTask):
+    """One distillation micro-batch: packed transfer-set sequences (masked when a masked-LM or KL
+    loss needs it), the teacher's view of them, and the student's loss against that view; the
+    loss curve logged every --log-steps."""
+    name = "distill"
 
-    def save_checkpoint():
-        nonlocal tokens_at_start, loop_start
-        loop["train_seconds"] += time.perf_counter() - loop_start
-        loop["window"] = {"steps": window_steps, "loss": engine.mean(window_loss),  # every process's, as logged
-                          "parts": {k: engine.mean(v) for k, v in window_parts.items()}}
-        engine.save(work_dir / "checkpoint", {"args": vars(args), "stream": stream.state_dict(), "loop": loop})
-        tokens_at_start, loop_start = sum(stream.tokens.values()), time.perf_counter()
+    def __init__(self, args, engine, model, teacher_view, stream, tokenizer, loop, max_steps):
+        self.args, self.engine, self.model, self.teacher_view = args, engine, model, teacher_view
+        self.stream, self.tokenizer, self.max_steps = stream, tokenizer, max_steps
+        self.global_batch = args.batch_size * engine.world_size
+        self.masking = bool(args.alpha_kl or args.alpha_mlm) and args.mlm_probability > 0
+        # The steps since the last logged point: kept in a checkpoint, so that a resumed run logs the
+        # loss curve of an uninterrupted one
+        window = loop.get("window", {"steps": 0, "loss": 0.0, "parts": {}})
+        self.window_steps = window["steps"]
+        self.window_loss = torch.tensor(window["loss"], device=engine.device)
+        self.window_parts = {k: torch.tensor(v, device=engine.device) for k, v in window["parts"].items()}
+        self.logged_at = (time.perf_counter(), sum(stream.tokens.values()))
 
-    model.train()
-    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while loop["step"] < max_steps:
-            step = loop["step"]
-            engine.seed_step(args.seed, step)
-            mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + rank)
-            for micro in range(args.grad_accum):
-                input_ids = stream.next_batch(global_batch)[0][rank * args.batch_size:(rank + 1) * args.batch_size]
-                attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
-                labels = None
-                if masking:
-                    input_ids, labels = mask_tokens(input_ids, tokenizer, args.mlm_probability, mask_rng)
-                    labels = labels.to(engine.device)
-                input_ids, attention_mask = input_ids.to(engine.device), attention_mask.to(engine.device)
-                with torch.no_grad(), engine.autocast():
-                    target = teacher_view(input_ids, attention_mask)
-                with engine.micro_batch(model, micro, args.grad_accum):
-                    loss, parts = model(input_ids, attention_mask, target, labels)
-                    engine.backward(loss / args.grad_accum)
-                window_loss += loss.detach() / args.grad_accum  # on the device: no host sync per step
-                for name, value in parts.items():
-                    window_parts[name] = window_parts.get(name, 0.0) + value.detach() / args.grad_accum
-            engine.optimizer_step(model, optimizer, scheduler, args.max_grad_norm)
-            loop["step"] = step = step + 1
-            window_steps += 1
-            if step % args.log_steps == 0 or step == max_steps:
-                mean_loss = engine.mean(window_loss / window_steps)
-                loop["loss_curve"].append({"step": step, "loss": round(mean_loss, 5),
-                                           **{k: round(v.item() / window_steps, 5) for k, v in window_parts.items()}})
-                seconds = max(time.perf_counter() - loop_start, 1e-9)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", target=f"{stream.target_share or 0:.3f}",
-                                     tok_s=f"{(sum(stream.tokens.values()) - tokens_at_start) / seconds:,.0f}")
-                window_loss, window_parts, window_steps = torch.zeros((), device=engine.device), {}, 0
-            progress.update(1)
-            interrupted = engine.any(stop.signum) and step < max_steps
-            if (step % args.save_steps == 0 and step < max_steps) or interrupted:
-                save_checkpoint()
-            if interrupted:
-                progress.close()
-                raise interrupted_at(stop.signum, step, work_dir)
-    progress.close()
-    loop["train_seconds"] += time.perf_counter() - loop_start
+    def micro_batch(self, step, micro):
+        args, rank, device = self.args, self.engine.rank, self.engine.device
+        if micro == 0:  # the masking draws depend on the step only, as dropout's do
+            self.mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + rank)
+        input_ids = self.stream.next_batch(self.global_batch)[0][rank * args.batch_size:(rank + 1) * args.batch_size]
+        attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
+        labels = None
+        if self.masking:
+            input_ids, labels = mask_tokens(input_ids, self.tokenizer, args.mlm_probability, self.mask_rng)
+            labels = labels.to(device)
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        with torch.no_grad(), self.engine.autocast():
+            target = self.teacher_view(input_ids, attention_mask)
+        return input_ids, attention_mask, target, labels
+
+    def loss(self, inputs):
+        loss, parts = self.model(*inputs)
+        self.window_loss += loss.detach() / self.args.grad_accum  # on the device: no host sync per step
+        for name, value in parts.items():
+            self.window_parts[name] = self.window_parts.get(name, 0.0) + value.detach() / self.args.grad_accum
+        return loss
+
+    def logged(self, loop, loss, progress):
+        step = loop["step"]
+        self.window_steps += 1
+        if step % self.args.log_steps and step != self.max_steps:
+            return
+        mean_loss = self.engine.mean(self.window_loss / self.window_steps)
+        loop["loss_curve"].append({"step": step, "loss": round(mean_loss, 5), **{
+            k: round(v.item() / self.window_steps, 5) for k, v in self.window_parts.items()}})
+        (since, tokens_then), tokens = self.logged_at, sum(self.stream.tokens.values())
+        progress.set_postfix(loss=f"{mean_loss:.4f}", target=f"{self.stream.target_share or 0:.3f}",
+                             tok_s=f"{(tokens - tokens_then) / max(time.perf_counter() - since, 1e-9):,.0f}")
+        self.window_loss, self.window_parts, self.window_steps = torch.zeros((), device=self.engine.device), {}, 0
+        self.logged_at = (time.perf_counter(), tokens)
+
+    def state(self, loop):
+        loop["window"] = {"steps": self.window_steps, "loss": self.engine.mean(self.window_loss),  # every process's
+                          "parts": {k: self.engine.mean(v) for k, v in self.window_parts.items()}}
+        return {"args": vars(self.args), "stream": self.stream.state_dict()}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from_pretrained and holds the tokenizer, labels.json and run.json.
 """
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,12 @@ from common.engine import PRECISIONS, Engine
 from common.joint_model import JointIntentSlotModel
 from common.massive import sample
 from common.models import check_max_length, load_tokenizer, loading
-from common.run import (ArgumentParser, StopSignals, UsageError, check_output_dir, interrupted_at, non_negative_float,
-                        non_negative_int, partial_dir, positive_float, positive_int, probability, publish, run_cli,
+from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
+                        positive_float, positive_int, probability, publish, run_cli,
                         unit_float, versions, write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
 from common.tasks import TASKS, build_labels, check_label_overlap, collate, encode, headline, predict, save_labels, score, torch_logits_fn
+from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
 
 
 def parse_args(argv):
@@ -196,16 +196,9 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
                                   fused=engine.device.type == "cuda")
     scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
     model, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
-    loop = {"step": 0, "best": -1.0, "best_step": None, "stale": 0, "history": [], "train_seconds": 0.0}
-    state = engine.load(work_dir / "checkpoint") if args.resume else None
-    if state is not None:
-        loop = state["loop"]
-        if engine.is_main:
-            print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
-    elif engine.is_main:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        work_dir.mkdir(parents=True)
-    engine.barrier()
+    state = start_or_resume(engine, work_dir, args.resume, max_steps)
+    loop = state["loop"] if state else {"step": 0, "best": -1.0, "best_step": None, "stale": 0, "history": [],
+                                        "train_seconds": 0.0}
 
     def evaluate_dev():
         """Every process scores the whole dev set, so all take the same early-stopping decision."""
@@ -214,8 +207,10 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
                         [u.utt for u in dev], labels, args.max_seq_length)
         return score(args.task, dev, preds, bootstrap=0)
 
-    train_steps(args, engine, model, optimizer, scheduler, features, tokenizer.pad_token_id, loop, max_steps,
-                steps_per_epoch, evaluate_dev, work_dir)
+    task = FinetuneStep(args, engine, model, features, tokenizer.pad_token_id, steps_per_epoch, evaluate_dev, work_dir)
+    run_steps(engine, task, model, optimizer, scheduler, loop, Cadence(
+        max_steps, args.seed, args.grad_accum, eval_steps=args.eval_steps or steps_per_epoch, patience=args.patience),
+        work_dir)
     if engine.is_main:
         dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
         tokenizer.save_pretrained(work_dir)
@@ -247,51 +242,33 @@ def epoch_order(args, engine, size, epoch):
     return order
 
 
-def train_steps(args, engine, model, optimizer, scheduler, features, pad_id, loop, max_steps, steps_per_epoch,
-                evaluate_dev, work_dir):
-    """Steps from loop["step"]: dev evaluation every --eval-steps (default: every epoch), the best
-    model kept in work_dir, early stopping after --patience evaluations without gain."""
-    per_micro = args.batch_size * engine.world_size
-    eval_steps = args.eval_steps or steps_per_epoch
-    progress = engine.progress(max_steps, loop["step"], f"finetune {args.task}")
-    loop_start = time.perf_counter()
+class FinetuneStep(StepTask):
+    """One DC / ICNER micro-batch of the epoch's shuffled rows; dev scored at each evaluation, the
+    best model kept in work_dir, loop["stale"] counting the evaluations without a gain."""
 
-    def save_checkpoint():
-        nonlocal loop_start
-        loop["train_seconds"] += time.perf_counter() - loop_start
-        loop_start = time.perf_counter()
-        engine.save(work_dir / "checkpoint", {"loop": loop})
+    def __init__(self, args, engine, model, features, pad_id, steps_per_epoch, evaluate_dev, work_dir):
+        self.args, self.engine, self.model, self.features, self.pad_id = args, engine, model, features, pad_id
+        self.steps_per_epoch, self.evaluate_dev, self.work_dir = steps_per_epoch, evaluate_dev, work_dir
+        self.name = f"finetune {args.task}"
+        self.per_micro = args.batch_size * engine.world_size
 
-    model.train()
-    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while loop["step"] < max_steps and loop["stale"] < args.patience:
-            step = loop["step"]
-            epoch, position = divmod(step, steps_per_epoch)
-            step_rows = epoch_order(args, engine, len(features), epoch)[position * per_micro * args.grad_accum:]
-            engine.seed_step(args.seed, step)
-            for micro in range(args.grad_accum):
-                rows = step_rows[micro * per_micro:(micro + 1) * per_micro][engine.rank::engine.world_size]
-                if len(rows) == 0:  # the short last step of an epoch, in one process
-                    continue
-                batch = {k: v.to(engine.device) for k, v in collate([features[i] for i in rows], pad_id).items()}
-                with engine.micro_batch(model, micro, args.grad_accum):
-                    loss = model_loss(args.task, model, batch)
-                    engine.backward(loss / args.grad_accum)
-            engine.optimizer_step(model, optimizer, scheduler)
-            loop["step"] = step = step + 1
-            progress.update(1)
-            evaluated = step % eval_steps == 0 or step == max_steps
-            if evaluated:
-                evaluate_and_keep(args, engine, model, evaluate_dev, loop, engine.mean(loss), work_dir)
-                progress.set_postfix(loss=f"{loop['history'][-1]['loss']:.4f}", best=f"{loop['best']:.4f}")
-            stopping = engine.any(stop.signum) and step < max_steps and loop["stale"] < args.patience
-            if evaluated or stopping:
-                save_checkpoint()
-            if stopping:
-                progress.close()
-                raise interrupted_at(stop.signum, step, work_dir)
-    progress.close()
-    loop["train_seconds"] += time.perf_counter() - loop_start
+    def micro_batch(self, step, micro):
+        if micro == 0:
+            epoch, position = divmod(step, self.steps_per_epoch)
+            order = epoch_order(self.args, self.engine, len(self.features), epoch)
+            self.step_rows = order[position * self.per_micro * self.args.grad_accum:]
+        rows = self.step_rows[micro * self.per_micro:(micro + 1) * self.per_micro][self.engine.rank::self.engine.world_size]
+        if len(rows) == 0:  # the short last step of an epoch, in one process
+            return None
+        return {k: v.to(self.engine.device) for k, v in collate([self.features[i] for i in rows], self.pad_id).items()}
+
+    def loss(self, batch):
+        return model_loss(self.args.task, self.model, batch)
+
+    def evaluate(self, loop, loss, progress):
+        evaluate_and_keep(self.args, self.engine, self.model, self.evaluate_dev, loop, self.engine.mean(loss),
+                          self.work_dir)
+        progress.set_postfix(loss=f"{loop['history'][-1]['loss']:.4f}", best=f"{loop['best']:.4f}")
 
 
 def model_loss(task, model, batch):

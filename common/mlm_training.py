@@ -15,8 +15,9 @@ from common.generic import load_generic
 from common.massive import sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
-from common.run import StopSignals, UsageError, interrupted_at, partial_dir, publish, versions, write_json_atomic
+from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
 from common.target_text import load_target_text
+from common.training_loop import Cadence, StepTask, run_steps
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
 
 
@@ -111,6 +112,9 @@ def train_mlm(args, engine):
         masked, labels = mask_tokens(ids, tokenizer, args.mlm_probability, rng)
         return masked.to(engine.device), labels.to(engine.device)
 
+    def dev_loss():
+        return mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
+
     model.to(engine.device)
     fresh = not (args.resume and engine.has_checkpoint(work_dir / "checkpoint"))
     if fresh:
@@ -125,7 +129,7 @@ def train_mlm(args, engine):
     scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
     train_module, optimizer, scheduler = engine.prepare(MaskedLMWithLoss(model), optimizer, scheduler)
     if fresh:
-        before = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
+        before = dev_loss()
         if engine.is_main:
             print(f"dev masked-LM loss before: {before:.4f}", file=sys.stderr)
         loop = {"step": 0, "best": math.inf, "history": [], "before": before, "train_seconds": 0.0}
@@ -136,9 +140,9 @@ def train_mlm(args, engine):
         if engine.is_main:
             print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
 
-    eval_steps = args.eval_steps or max(1, max_steps // 5)
-    train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream, optimizer, scheduler, loop,
-                max_steps, eval_steps, work_dir)
+    task = MaskedLMStep(engine, train_module, model, batch, dev_loss, stream, work_dir)
+    cadence = Cadence(max_steps, args.seed, args.grad_accum, eval_steps=args.eval_steps or max(1, max_steps // 5))
+    run_steps(engine, task, train_module, optimizer, scheduler, loop, cadence, work_dir)
     if engine.is_main:
         write_json_atomic(work_dir / "run.json", {
             "script": "finetune.py", "task": "mlm", "args": vars(args), "versions": versions(), **engine.info(),
@@ -175,47 +179,30 @@ def warm_up_head(model, batch, steps, lr):
         p.requires_grad_(True)
 
 
-def train_steps(args, engine, train_module, model, tokenizer, dev, batch, stream, optimizer, scheduler, loop,
-                max_steps, eval_steps, work_dir):
-    """Masked-LM steps from loop["step"]; the model with the best dev loss is the output."""
-    progress = engine.progress(max_steps, loop["step"], "finetune mlm")
-    loop_start = time.perf_counter()
+class MaskedLMStep(StepTask):
+    """One masked micro-batch of the packed stream; the dev masked-LM loss at each evaluation, the
+    model with the best one kept in work_dir."""
+    name = "finetune mlm"
 
-    def save_checkpoint():
-        nonlocal loop_start
-        loop["train_seconds"] += time.perf_counter() - loop_start
-        loop_start = time.perf_counter()
-        engine.save(work_dir / "checkpoint", {"stream": stream.state_dict(), "loop": loop})
+    def __init__(self, engine, train_module, model, batch, dev_loss, stream, work_dir):
+        self.engine, self.train_module, self.model, self.batch = engine, train_module, model, batch
+        self.dev_loss, self.stream, self.work_dir = dev_loss, stream, work_dir
 
-    train_module.train()
-    with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, stop
-        while loop["step"] < max_steps:
-            step = loop["step"]
-            engine.seed_step(args.seed, step)
-            for micro in range(args.grad_accum):
-                masked, labels = batch(step, micro)
-                with engine.micro_batch(train_module, micro, args.grad_accum):
-                    loss = train_module(masked, labels)
-                    engine.backward(loss / args.grad_accum)
-            engine.optimizer_step(train_module, optimizer, scheduler)
-            loop["step"] = step = step + 1
-            progress.update(1)
-            evaluated = step % eval_steps == 0 or step == max_steps
-            if evaluated:
-                dev_loss = mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
-                train_module.train()
-                loop["history"].append({"step": step, "train_loss": round(engine.mean(loss), 5),
-                                        "dev_loss": round(dev_loss, 5)})
-                progress.set_postfix(loss=f"{loop['history'][-1]['train_loss']:.4f}", dev=f"{dev_loss:.4f}")
-                if dev_loss < loop["best"]:
-                    loop["best"] = dev_loss
-                    if engine.is_main:
-                        model.save_pretrained(work_dir)
-            stopping = engine.any(stop.signum) and step < max_steps
-            if evaluated or stopping:
-                save_checkpoint()
-            if stopping:
-                progress.close()
-                raise interrupted_at(stop.signum, step, work_dir)
-    progress.close()
-    loop["train_seconds"] += time.perf_counter() - loop_start
+    def micro_batch(self, step, micro):
+        return self.batch(step, micro)
+
+    def loss(self, inputs):
+        return self.train_module(*inputs)
+
+    def evaluate(self, loop, loss, progress):
+        dev_loss = self.dev_loss()
+        loop["history"].append({"step": loop["step"], "train_loss": round(self.engine.mean(loss), 5),
+                                "dev_loss": round(dev_loss, 5)})
+        progress.set_postfix(loss=f"{loop['history'][-1]['train_loss']:.4f}", dev=f"{dev_loss:.4f}")
+        if dev_loss < loop["best"]:
+            loop["best"] = dev_loss
+            if self.engine.is_main:
+                self.model.save_pretrained(self.work_dir)
+
+    def state(self, loop):
+        return {"stream": self.stream.state_dict()}
