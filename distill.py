@@ -24,7 +24,7 @@ from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int,
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
-                        timed, unit_float, versions, write_json_atomic)
+                        run_record, timed, unit_float, write_json_atomic)
 from common.target_text import load_target_text
 from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
@@ -209,6 +209,17 @@ def optimizer_and_schedule(args, model, max_steps, device):
     return optimizer, scheduler
 
 
+def made_with(args):
+    """A --resume check: the checkpoint was made with these arguments, those that change what is
+    computed."""
+    def check(state):
+        changed = sorted(k for k, v in state["args"].items() if k not in RESUME_FREE_ARGS and vars(args).get(k) != v)
+        if changed:
+            raise UsageError(f"--resume: the checkpoint was made with other arguments "
+                             f"({', '.join('--' + k.replace('_', '-') for k in changed)})")
+    return check
+
+
 def distill(args, engine):
     timings, started = {}, time.time()
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
@@ -230,13 +241,7 @@ def distill(args, engine):
     train_module, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
     teacher_view = OutputAdaptor(teacher.to(engine.device), teacher.config.num_hidden_layers - 1 if args.alpha_attn
                                  else None, want_logits=bool(args.alpha_kl))
-    def same_arguments(state):
-        changed = sorted(k for k, v in state["args"].items() if k not in RESUME_FREE_ARGS and vars(args).get(k) != v)
-        if changed:
-            raise UsageError(f"--resume: the checkpoint was made with other arguments "
-                             f"({', '.join('--' + k.replace('_', '-') for k in changed)})")
-
-    state = start_or_resume(engine, work_dir, args.resume, max_steps, check=same_arguments)
+    state = start_or_resume(engine, work_dir, args.resume, max_steps, check=made_with(args))
     loop = state["loop"] if state else {"step": 0, "train_seconds": 0.0, "loss_curve": []}
     if state:
         stream.load_state_dict(state["stream"])
@@ -249,7 +254,7 @@ def distill(args, engine):
         student.save_pretrained(work_dir)
         tokenizer.save_pretrained(work_dir)
         run = {
-            "script": "distill.py", "args": vars(args), "versions": versions(), **engine.info(),
+            **run_record("distill.py", args, engine),
             "teacher": {"name": args.teacher, "has_mlm_head": teacher_has_mlm_head, **student_shape(teacher)},
             "student": {"init": init, "teacher_layers_copied": copied_layers, **student_shape(student)},
             "losses": {"weights": weights, "hidden_layer_pairs": layers,

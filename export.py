@@ -22,7 +22,7 @@ from common.engine import inference_device
 from common.models import check_max_length, check_weights
 from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,
-                        positive_int, publish, run_cli, unit_float, versions, write_json_atomic)
+                        positive_int, publish, run_cli, run_record, unit_float, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
 from common.tasks import headline, load_labels, score, torch_logits_fn
 
@@ -162,9 +162,9 @@ def export_all(args, work, models, labels, isa, dev, test, started):
         summary[domain] = json.loads((work / domain / "parity.json").read_text()) if (work / domain / "parity.json").is_file() else None
     parity = {"per_domain": summary, "failed": failed}
     write_json_atomic(work / "parity.json", parity)
-    write_json_atomic(work / "run.json", {"script": "export.py", "args": vars(args), "versions": versions(),
-                                          "task": "icner", "per_domain": True, "domains": list(models), "isa": isa,
-                                          "parity_failed": failed, "timings": {"wall_s": round(time.time() - started, 3)}})
+    write_json_atomic(work / "run.json", run_record(
+        "export.py", args, task="icner", per_domain=True, domains=list(models), isa=isa, parity_failed=failed,
+        timings={"wall_s": round(time.time() - started, 3)}))
     if args.benchmark and (work / next(iter(models)) / "latency.json").is_file():
         shutil.copy(work / next(iter(models)) / "latency.json", work / "latency.json")
     return failed
@@ -177,7 +177,7 @@ def export_and_check(args, work, labels, isa, dev, test, started):
         optimize_onnx(work / "fp32", model)
     if isa:
         quantize_onnx(work / "fp32", work / "int8", isa, args.per_channel)
-    run = {"script": "export.py", "args": vars(args), "versions": versions(), "task": labels["task"], "isa": isa}
+    run = run_record("export.py", args, task=labels["task"], isa=isa)
 
     failed = []
     if not args.no_parity:

@@ -28,8 +28,8 @@ from common.joint_model import JointIntentSlotModel
 from common.massive import sample
 from common.models import check_max_length, load_tokenizer, loading
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
-                        positive_float, positive_int, probability, publish, run_cli,
-                        unit_float, versions, write_json_atomic)
+                        positive_float, positive_int, probability, publish, run_cli, run_record, unit_float,
+                        write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
 from common.tasks import TASKS, build_labels, check_label_overlap, collate, encode, headline, predict, save_labels, score, torch_logits_fn
 from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
@@ -151,10 +151,9 @@ def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
         else:
             summary[domain] = json.loads((target / "run.json").read_text())["dev_metrics"]
     if engine.is_main:
-        write_json_atomic(work_dir / "run.json", {
-            "script": "finetune.py", "task": "icner", "per_domain": True, "args": vars(args), "versions": versions(),
-            **engine.info(), "domains": sorted(summary), "skipped_domains": skipped,
-            "dev_exact_match": {d: m["exact_match"] for d, m in summary.items()}})
+        write_json_atomic(work_dir / "run.json", run_record(
+            "finetune.py", args, engine, task="icner", per_domain=True, domains=sorted(summary), skipped_domains=skipped,
+            dev_exact_match={d: m["exact_match"] for d, m in summary.items()}))
         publish(work_dir, output_dir)
     engine.barrier()
     return 0
@@ -216,7 +215,7 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
         tokenizer.save_pretrained(work_dir)
         save_labels(work_dir, labels)
         write_json_atomic(work_dir / "run.json", {
-            "script": "finetune.py", "task": args.task, "args": vars(args), "versions": versions(), **engine.info(),
+            **run_record("finetune.py", args, engine), "task": args.task,
             "domain": train[0].scenario if args.domain or args.all_domains else None,
             "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
             "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)}, "slot_ceiling": ceiling,

@@ -25,7 +25,7 @@ from common.tasks import LABELS_FILE
 from common.pipeline import (EVERY_DOMAIN, FORMAT, MANIFEST, Pipeline, is_model_folder, print_scores, score_package,
                              with_domains)
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_int, publish, run_cli,
-                        versions, write_json_atomic)
+                        run_record, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
 
 
@@ -103,7 +103,7 @@ def main(argv=None):
     try:
         manifest = build(args, work)
         pipeline = Pipeline(work, args.threads)  # every DC domain served, every model loads
-        run = {"script": "package.py", "args": vars(args), "versions": versions(), "manifest": manifest}
+        run = run_record("package.py", args, manifest=manifest)
         if args.data:
             dev = sample(with_domains(load_task_data(args, "dev", "icner")[0], args.data), args.max_dev_utterances)
             metrics, _ = score_package(pipeline, dev)

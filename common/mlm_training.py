@@ -15,7 +15,7 @@ from common.generic import load_generic
 from common.massive import sample
 from common.models import load_tokenizer, max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
-from common.run import UsageError, partial_dir, publish, versions, write_json_atomic
+from common.run import UsageError, partial_dir, publish, run_record, write_json_atomic
 from common.target_text import load_target_text
 from common.training_loop import Cadence, StepTask, run_steps
 from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
@@ -86,6 +86,16 @@ class MaskedLMWithLoss(nn.Module):
         return masked_lm_loss(self.model, input_ids, labels)
 
 
+def packed_stream(args, tokenizer, target, generic):
+    """The packed, mixed stream of masked-LM training: --target-ratio of target text when there
+    is both, else all of the one there is."""
+    ratio = 1.0 if not generic else 0.0 if not target else args.target_ratio
+    sources = [PackedSequences(TokenSource(name, tokenizer, args.seed + i, texts), args.max_seq_length)
+               if texts and (ratio < 1 if name == "generic" else ratio > 0) else None
+               for i, (name, texts) in enumerate((("generic", generic), ("target", target)))]
+    return TransferStream(*sources, ratio)
+
+
 def train_mlm(args, engine):
     started = time.time()
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
@@ -94,13 +104,9 @@ def train_mlm(args, engine):
     if args.max_seq_length > max_positions(model.config):
         raise UsageError(f"--max-seq-length {args.max_seq_length} exceeds the model's "
                          f"{max_positions(model.config)} positions")
-    ratio = 1.0 if not generic else 0.0 if not target else args.target_ratio
-    sources = [PackedSequences(TokenSource(name, tokenizer, args.seed + i, texts), args.max_seq_length)
-               if texts and (ratio < 1 if name == "generic" else ratio > 0) else None
-               for i, (name, texts) in enumerate((("generic", generic), ("target", target)))]
-    stream = TransferStream(*sources, ratio)
+    stream = packed_stream(args, tokenizer, target, generic)
     tokens_per_step = args.batch_size * engine.world_size * args.grad_accum * args.max_seq_length
-    corpus_tokens = sum(s.source.num_tokens for s in sources if s is not None)
+    corpus_tokens = sum(s.source.num_tokens for s in stream.sources.values() if s is not None)
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * corpus_tokens / tokens_per_step))
     warmup_head = args.head_warmup_steps if args.head_warmup_steps is not None else (100 if head_added else 0)
 
@@ -145,7 +151,7 @@ def train_mlm(args, engine):
     run_steps(engine, task, train_module, optimizer, scheduler, loop, cadence, work_dir)
     if engine.is_main:
         write_json_atomic(work_dir / "run.json", {
-            "script": "finetune.py", "task": "mlm", "args": vars(args), "versions": versions(), **engine.info(),
+            **run_record("finetune.py", args, engine), "task": "mlm",
             "from_scratch": args.from_scratch, "mlm_head_added": head_added, "head_warmup_steps": warmup_head,
             "data": {"fingerprints": fingerprints, "target_texts": len(target), "generic_texts": len(generic),
                      "dev_texts": len(dev), "target_share": stream.target_share,

@@ -162,6 +162,12 @@ def file_fingerprint(path):
             "bytes": Path(path).stat().st_size}
 
 
+def run_record(script, args, engine=None, **fields):
+    """The head of every run.json: the script, its arguments, the package versions and, for a
+    training run, where and how it trained (Engine.info); then the script's own fields."""
+    return {"script": script, "args": vars(args), "versions": versions(), **(engine.info() if engine else {}), **fields}
+
+
 def versions():
     """Package versions from their metadata: importing datasets only to read its version cost
     every script about a second."""
