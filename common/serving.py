@@ -31,9 +31,10 @@ class RequestError(Exception):
 
 class MicroBatcher:
     """Requests that arrive together run as one model call of at most max_batch texts: a batch
-    starts with the oldest waiting request and takes the next ones while they fit, those that
-    queued while the last call ran and those that arrive within max_wait_ms (0: none). A request is never split, so max_batch 1 runs each one alone
-    (batching off). One call runs at a time; ONNX Runtime's threads do the parallel work."""
+    starts with the oldest waiting request and takes the next ones while they fit: those that
+    queued while the last call ran, and those that arrive within max_wait_ms (0: none). A request
+    is never split, so max_batch 1 runs each one alone (batching off). One call runs at a time;
+    ONNX Runtime's threads do the parallel work."""
 
     def __init__(self, predict, max_batch, max_wait_ms):
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
