@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import get_scheduler
 
 from common.engine import PRECISIONS, Engine
 from common.generic import load_generic
@@ -26,8 +25,8 @@ from common.run import (ArgumentParser, UsageError, check_output_dir, non_negati
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         run_record, timed, unit_float, write_json_atomic)
 from common.target_text import load_target_text
-from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
-from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens
+from common.training_loop import SCHEDULERS, Cadence, StepTask, optimizer_and_schedule, run_steps, start_or_resume
+from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens, masking_generator
 
 
 # Arguments that do not change what is computed, so they may differ when resuming.
@@ -74,7 +73,7 @@ def parse_args(argv):
     g.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--lr", type=positive_float, default=5e-4)
     g.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    g.add_argument("--lr-scheduler", default="linear", help="transformers scheduler name (linear, cosine, constant_with_warmup, ...)")
+    g.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
     g.add_argument("--warmup-ratio", type=unit_float, default=0.05)
     g.add_argument("--max-grad-norm", type=positive_float, default=1.0)
     g.add_argument("--seed", type=non_negative_int, default=42)
@@ -197,18 +196,6 @@ def student_with_loss(args, student, teacher, weights):
     return StudentWithLoss(student, loss_fn, capture, want_logits), layers
 
 
-def optimizer_and_schedule(args, model, max_steps, device):
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in trained if not n.endswith(no_decay)], "weight_decay": args.weight_decay},
-              {"params": [p for n, p in trained if n.endswith(no_decay)], "weight_decay": 0.0}]
-    # fused AdamW: one kernel for all parameters on a GPU, instead of one launch per tensor
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=device.type == "cuda")
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * max_steps),
-                              num_training_steps=max(max_steps, 1))
-    return optimizer, scheduler
-
-
 def made_with(args):
     """A --resume check: the checkpoint was made with these arguments, those that change what is
     computed."""
@@ -237,7 +224,7 @@ def distill(args, engine):
     max_steps = args.max_steps if args.max_steps is not None else math.ceil(args.max_tokens / tokens_per_step)
 
     model, layers = student_with_loss(args, student, teacher, weights)
-    optimizer, scheduler = optimizer_and_schedule(args, model, max_steps, engine.device)
+    optimizer, scheduler = optimizer_and_schedule(model, args, max_steps, engine.device)
     train_module, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
     teacher_view = OutputAdaptor(teacher.to(engine.device), teacher.config.num_hidden_layers - 1 if args.alpha_attn
                                  else None, want_logits=bool(args.alpha_kl))
@@ -300,13 +287,12 @@ class DistillStep(StepTask):
 
     def micro_batch(self, step, micro):
         args, rank, device = self.args, self.engine.rank, self.engine.device
-        if micro == 0:  # the masking draws depend on the step only, as dropout's do
-            self.mask_rng = torch.Generator().manual_seed(args.seed * 7_919 + step * 131 + rank)
         input_ids = self.stream.next_batch(self.global_batch)[0][rank * args.batch_size:(rank + 1) * args.batch_size]
         attention_mask = torch.ones_like(input_ids)  # packed sequences are full: no padding
         labels = None
         if self.masking:
-            input_ids, labels = mask_tokens(input_ids, self.tokenizer, args.mlm_probability, self.mask_rng)
+            input_ids, labels = mask_tokens(input_ids, self.tokenizer, args.mlm_probability,
+                                            masking_generator(args.seed, step, micro, rank))
             labels = labels.to(device)
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         with torch.no_grad(), self.engine.autocast():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, get_scheduler
+from transformers import AutoModelForSequenceClassification
 
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import PRECISIONS, Engine
@@ -32,7 +32,7 @@ from common.run import (ArgumentParser, UsageError, check_output_dir, non_negati
                         write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
 from common.tasks import TASKS, build_labels, check_label_overlap, collate, encode, headline, predict, save_labels, score, torch_logits_fn
-from common.training_loop import Cadence, StepTask, run_steps, start_or_resume
+from common.training_loop import SCHEDULERS, Cadence, StepTask, optimizer_and_schedule, run_steps, start_or_resume
 
 
 def parse_args(argv):
@@ -52,6 +52,7 @@ def parse_args(argv):
                    help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
     p.add_argument("--lr", type=positive_float, default=1e-4)
     p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
     p.add_argument("--warmup-ratio", type=unit_float, default=0.1)
     p.add_argument("--max-seq-length", type=positive_int, default=64)
     p.add_argument("--slot-loss-coef", type=non_negative_float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
@@ -191,9 +192,7 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
     steps_per_epoch = math.ceil(len(features) / (args.batch_size * engine.world_size * args.grad_accum))
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                  fused=engine.device.type == "cuda")
-    scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
+    optimizer, scheduler = optimizer_and_schedule(model, args, max_steps, engine.device)
     model, optimizer, scheduler = engine.prepare(model, optimizer, scheduler)
     state = start_or_resume(engine, work_dir, args.resume, max_steps)
     loop = state["loop"] if state else {"step": 0, "best": -1.0, "best_step": None, "stale": 0, "history": [],

@@ -73,8 +73,10 @@ def kl_div_loss(student_logits, teacher_logits, mask, temperature):
     return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
 
 
-def mlm_loss(student_logits, labels):
-    return F.cross_entropy(student_logits.float().view(-1, student_logits.size(-1)), labels.view(-1), ignore_index=-100)
+def mlm_loss(logits, labels, reduction="mean"):
+    """The masked-LM loss of every loop: cross-entropy on the positions whose label is not -100."""
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100,
+                           reduction=reduction)
 
 
 def hidden_cosine_loss(student_hidden, teacher_hidden, mask):

@@ -9,16 +9,16 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm import tqdm
-from transformers import AutoModelForMaskedLM, get_scheduler
+from transformers import AutoModelForMaskedLM
 
 from common.generic import load_generic
 from common.massive import sample
-from common.models import load_tokenizer, max_positions
-from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, mlm_model_from_pretrained, train_tokenizer
+from common.models import load_masked_lm, load_tokenizer, max_positions
+from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, train_tokenizer
 from common.run import UsageError, partial_dir, publish, run_record, write_json_atomic
 from common.target_text import load_target_text
-from common.training_loop import Cadence, StepTask, run_steps
-from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens
+from common.training_loop import Cadence, StepTask, optimizer_and_schedule, run_steps
+from common.transfer import PackedSequences, TokenSource, TransferStream, mask_tokens, masking_generator
 
 
 def load_texts(args):
@@ -56,8 +56,10 @@ def build(args, target, generic, work_dir):
     if not args.from_scratch:
         tokenizer = load_tokenizer(args.tokenizer or args.model, "--tokenizer" if args.tokenizer else "--model")
         torch.manual_seed(args.seed)  # a new MLM head starts from the same weights in every run
-        model, head_added = mlm_model_from_pretrained(args.model)
-        return model, tokenizer, head_added
+        model, has_head = load_masked_lm(args.model)
+        if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
+            raise UsageError(f"--model {args.model}: {type(model).__name__} has no masked-LM head class")
+        return model, tokenizer, not has_head
     config = load_config(args.model)
     if args.tokenizer:
         tokenizer = load_tokenizer(args.tokenizer)
@@ -114,7 +116,7 @@ def train_mlm(args, engine):
         """This process's masked micro-batch; masks depend on the step only (resumable)."""
         ids = stream.next_batch(args.batch_size * engine.world_size)[0]
         ids = ids[engine.rank * args.batch_size:(engine.rank + 1) * args.batch_size]
-        rng = torch.Generator().manual_seed(args.seed * 7919 + step * 131 + micro * 17 + engine.rank)
+        rng = masking_generator(args.seed, step, micro, engine.rank)
         masked, labels = mask_tokens(ids, tokenizer, args.mlm_probability, rng)
         return masked.to(engine.device), labels.to(engine.device)
 
@@ -130,9 +132,7 @@ def train_mlm(args, engine):
             tokenizer.save_pretrained(work_dir)
         engine.barrier()
         warm_up_head(model, batch, warmup_head, args.lr * 10)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                  fused=engine.device.type == "cuda")
-    scheduler = get_scheduler("linear", optimizer, int(args.warmup_ratio * max_steps), max_steps)
+    optimizer, scheduler = optimizer_and_schedule(model, args, max_steps, engine.device)
     train_module, optimizer, scheduler = engine.prepare(MaskedLMWithLoss(model), optimizer, scheduler)
     if fresh:
         before = dev_loss()

@@ -72,29 +72,32 @@ def load_tokenizer(name_or_path, flag="--tokenizer"):
         raise UsageError(f"{flag} {name_or_path}: cannot load a tokenizer ({str(err).splitlines()[0]})") from None
 
 
-def load_teacher(name_or_path):
-    """The teacher with its MLM head when it has one, else the bare encoder.
-
-    Returns (model, has_mlm_head). A checkpoint without MLM head weights (a sentence encoder
-    such as all-MiniLM-L6-v2) would otherwise get a randomly initialised head, and logit KD
-    against random logits would silently teach nothing.
-    """
+def load_masked_lm(name_or_path, flag="--model"):
+    """(model, has_mlm_head): the model with its MLM head, or with a new, randomly initialised one
+    when the checkpoint has none (a sentence encoder such as all-MiniLM-L6-v2); the bare encoder
+    when its architecture has no masked-LM class."""
     verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the "newly initialized" warning is expected here
+    transformers.logging.set_verbosity_error()  # the "newly initialized" warning is expected; has_mlm_head says it
     try:
-        with loading(name_or_path, "--teacher"):
+        with loading(name_or_path, flag):
             try:
                 model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
             except ValueError as err:
                 if "Unrecognized configuration class" not in str(err):
                     raise
-                model, info = AutoModel.from_pretrained(name_or_path), None  # no masked-LM class for it
-        has_head = info is not None and not any(not key.startswith(model.base_model_prefix + ".")
-                                                for key in info["missing_keys"])
-        if not has_head and info is not None:
-            model = model.base_model
+                return AutoModel.from_pretrained(name_or_path), False
     finally:
         transformers.logging.set_verbosity(verbosity)
+    prefix = model.base_model_prefix + "."
+    return model, not any(not key.startswith(prefix) for key in info["missing_keys"])
+
+
+def load_teacher(name_or_path):
+    """The frozen teacher with its MLM head when it has one, else the bare encoder: a random head
+    would give logit KD random logits, and silently teach nothing. Returns (model, has_mlm_head)."""
+    model, has_head = load_masked_lm(name_or_path, "--teacher")
+    if not has_head:
+        model = getattr(model, model.base_model_prefix, model)
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

@@ -1,15 +1,13 @@
-"""Masked-LM training helpers: models with an MLM head (added when missing or built from a
-config), tokenizers trained with `tokenizers`, and a fixed-mask dev loss for before/after."""
+"""Masked-LM training helpers: configs for models built from scratch, tokenizers trained with `tokenizers`, and a fixed-mask dev loss for before/after."""
 import json
 import math
 from pathlib import Path
 
 import torch
-import transformers
-from transformers import AutoConfig, AutoModelForMaskedLM
+from transformers import AutoConfig
 
+from common.losses import mlm_loss
 from common.massive import looks_like_local_path
-from common.models import loading
 from common.run import UsageError
 from common.transfer import mask_tokens
 
@@ -33,19 +31,6 @@ def load_config(source):
         return AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise UsageError(f"--model {source}: cannot load a config ({str(err).splitlines()[0]})") from None
-
-
-def mlm_model_from_pretrained(source):
-    """The model with its MLM head; returns (model, head_was_added)."""
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # a missing head is expected and reported below
-    try:
-        with loading(source):
-            model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    prefix = model.base_model_prefix + "."
-    return model, any(not k.startswith(prefix) for k in info["missing_keys"])
 
 
 def train_tokenizer(texts, kind, vocab_size, lowercase=False):
@@ -87,12 +72,10 @@ def masked_lm_loss(model, input_ids, labels, attention_mask=None, reduction="mea
     positions instead of all of them: with a 30k vocabulary that is most of a small model's compute."""
     head = _mlm_head(model)
     if head is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1),
-                                                 ignore_index=-100, reduction=reduction)
+        return mlm_loss(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels, reduction)
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     chosen = labels != -100
-    return torch.nn.functional.cross_entropy(head(hidden[chosen]), labels[chosen], reduction=reduction)
+    return mlm_loss(head(hidden[chosen]), labels[chosen], reduction)
 
 
 def mlm_dev_loss(model, tokenizer, texts, max_length, probability=0.15, seed=0, batch_size=64):

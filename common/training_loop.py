@@ -14,7 +14,17 @@ import sys
 import time
 from dataclasses import dataclass
 
+import torch
+from transformers import get_scheduler
+
 from common.run import StopSignals, interrupted_at
+
+# Kept out of weight decay in every loop: decaying a bias or a LayerNorm scale towards 0 only
+# fights the normalisation.
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+# transformers' schedules that need nothing beyond warm-up and total steps
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
 
 
 @dataclass
@@ -52,6 +62,19 @@ class StepTask:
     def state(self, loop):
         """What the checkpoint holds besides loop and accelerate's state (data position, args)."""
         return {}
+
+
+def optimizer_and_schedule(model, args, max_steps, device):
+    """AdamW over the trained weights (no decay on biases and norms) and --lr-scheduler's schedule
+    with --warmup-ratio of max_steps warming up: the same for every loop."""
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trained if not n.endswith(NO_DECAY)], "weight_decay": args.weight_decay},
+              {"params": [p for n, p in trained if n.endswith(NO_DECAY)], "weight_decay": 0.0}]
+    # fused AdamW: one kernel for all parameters on a GPU, instead of one launch per tensor
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=device.type == "cuda")
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * max_steps),
+                              num_training_steps=max(max_steps, 1))
+    return optimizer, scheduler
 
 
 def start_or_resume(engine, work_dir, resume, max_steps, check=None):

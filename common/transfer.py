@@ -173,6 +173,12 @@ class TransferStream:
             self.sources[name].load_state(source_state)
 
 
+def masking_generator(seed, step, micro=0, rank=0):
+    """The random draws that mask micro-batch `micro` of optimizer step `step` in process `rank`:
+    they depend on those numbers only, as dropout's do, so a resumed run masks as an unbroken one."""
+    return torch.Generator().manual_seed(seed * 7_919 + step * 131 + micro * 17 + rank)
+
+
 def mask_tokens(input_ids, tokenizer, probability, generator):
     """BERT masking: pick `probability` of the non-special tokens; 80% [MASK], 10% random, 10% kept.
 

@@ -57,7 +57,7 @@ MUTATIONS = [  # (name, file, text, broken text, the tests that must fail)
   "tests/test_finetune.py -k slot_loss_coef"),
  ("slot-loss-coef not passed on", "finetune.py", "slot_loss_coef=args.slot_loss_coef)", "slot_loss_coef=1.0)",
   "tests/test_finetune.py -k slot_loss_coef"),
- ("--lr-scheduler ignored", "distill.py", "scheduler = get_scheduler(args.lr_scheduler,", "scheduler = get_scheduler(\"linear\",",
+ ("--lr-scheduler ignored", "common/training_loop.py", "scheduler = get_scheduler(args.lr_scheduler,", "scheduler = get_scheduler(\"linear\",",
   "tests/test_distill.py -k lr_scheduler"),
  ("--max-grad-norm ignored", "distill.py", "Cadence(max_steps, args.seed, args.grad_accum, args.max_grad_norm,",
   "Cadence(max_steps, args.seed, args.grad_accum, 1.0,", "tests/test_distill.py -k max_grad_norm"),

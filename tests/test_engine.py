@@ -150,3 +150,40 @@ def test_every_loop_on_cuda(teacher_dir, data_dir, tmp_path, precision):
     assert scores["cuda"]["device"].startswith("cuda") and scores["cpu"]["device"] == "cpu"
     for name in ("intent_accuracy", "exact_match"):
         assert abs(scores["cuda"]["metrics"][name] - scores["cpu"]["metrics"][name]) <= 0.02, name
+
+
+@pytest.mark.parametrize("loop", ["dc", "icner", "mlm", "distill"])
+def test_every_loop_has_one_optimizer_no_decay_on_biases_and_norms_and_the_lr_scheduler(
+        teacher_dir, data_dir, tmp_path, monkeypatch, loop):
+    """The optimizer and schedule of every loop come from training_loop.optimizer_and_schedule:
+    --lr-scheduler is honoured, and no bias or LayerNorm weight is decayed."""
+    import common.training_loop as training_loop
+    import distill
+    import finetune
+    built = []
+    real = training_loop.optimizer_and_schedule
+
+    def recorded(model, args, max_steps, device):
+        optimizer, scheduler = real(model, args, max_steps, device)
+        names = {id(p): n for n, p in model.named_parameters()}
+        built.append({"decayed": [names[id(p)] for g in optimizer.param_groups if g["weight_decay"] for p in g["params"]],
+                      "undecayed": [names[id(p)] for g in optimizer.param_groups if not g["weight_decay"] for p in g["params"]],
+                      "scheduler": scheduler})
+        return optimizer, scheduler
+    for module in ("finetune", "distill", "common.mlm_training"):
+        monkeypatch.setattr(f"{module}.optimizer_and_schedule", recorded)
+    common = ["--output-dir", str(tmp_path / loop), "--max-steps", "4", "--lr-scheduler", "constant_with_warmup",
+              "--warmup-ratio", "0.5", "--batch-size", "8"]
+    if loop == "distill":
+        distill.main(["--teacher", str(teacher_dir), "--generic-data", str(data_dir / "wiki.jsonl"),
+                      "--target-data", str(data_dir / "massive"), "--locales", "en-US", "--target-ratio", "0.5", "--student-layers", "1", "--student-hidden", "32", "--student-heads", "2",
+                      "--student-intermediate", "64", "--max-seq-length", "16", *common])
+    else:
+        finetune.main(["--task", loop, "--model", str(teacher_dir), "--data", str(data_dir / "massive"),
+                       "--locales", "en-US", "--max-seq-length", "16", *common]
+                      + (["--head-warmup-steps", "0"] if loop == "mlm" else []))
+    [one] = built
+    assert one["decayed"] and all(not n.endswith(("bias", "LayerNorm.weight")) for n in one["decayed"])
+    assert any(n.endswith("LayerNorm.weight") for n in one["undecayed"])
+    assert all(n.endswith(training_loop.NO_DECAY) for n in one["undecayed"])
+    assert [lr / one["scheduler"].base_lrs[0] for lr in one["scheduler"].get_last_lr()][0] == 1.0  # warm-up done: constant
