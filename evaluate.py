@@ -18,15 +18,14 @@ import torch
 
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
+from common.inference import TorchModel, open_model
 from common.massive import PARTITIONS, sample
 from common.models import check_max_length
-from common.onnx_models import ONNX_FILE, OnnxModel
 from common.pipeline import Pipeline, checked_folder, is_package, print_scores, score_package, with_domains
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
-from common.tasks import check_label_overlap, per_utterance, score
-from common.torch_model import TorchModel
+from common.tasks import TASKS
 
 
 def parse_args(argv):
@@ -34,7 +33,7 @@ def parse_args(argv):
     p.add_argument("--model", required=True, help="finetune.py output folder, an export.py fp32/int8 folder, or a package")
     add_data_args(p, required=True, what="its --split is scored")
     p.add_argument("--split", default="test", choices=PARTITIONS)
-    p.add_argument("--task", choices=["dc", "icner"], help="fail unless the model is of this task")
+    p.add_argument("--task", choices=list(TASKS), help="fail unless the model is of this task")
     p.add_argument("--output", help="metrics JSON file")
     p.add_argument("--max-utterances", type=positive_int, help="evaluate a fixed random sample of N utterances (quick runs)")
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -51,27 +50,27 @@ def is_torch(model):
 def load_one(folder, max_length):
     """A PyTorch folder, or an exported ONNX folder (export.py's fp32/ or int8/)."""
     check_max_length(str(folder), max_length)
-    if (Path(folder) / ONNX_FILE).is_file():
-        return OnnxModel(folder)
-    return TorchModel(folder)
+    return open_model(folder)
 
 
 def load_model(folder, max_length):
-    """One model, or {domain: model} for a per-domain ICNER folder."""
+    """(task, model): one model, {domain: model} for a per-domain ICNER folder, or a Pipeline
+    for a package (task None: it is scored as a system)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"--model {folder}: no such folder")
     if is_package(folder):  # DC routing to ICNER: scored end to end
         check_max_length(str(checked_folder(folder)), max_length)
-        return "nlu", Pipeline(folder)
+        return None, Pipeline(folder)
     run = folder / "run.json"
     record = json.loads(run.read_text()) if run.is_file() else {}
     if record.get("per_domain") and record.get("script") == "export.py":  # an exported one: each domain's int8
-        return "icner", {d: load_one(folder / d / ("int8" if (folder / d / "int8").is_dir() else "fp32"), max_length)
-                         for d in record["domains"]}
+        models = {d: load_one(folder / d / ("int8" if (folder / d / "int8").is_dir() else "fp32"), max_length)
+                  for d in record["domains"]}
+        return next(iter(models.values())).task, models
     if record.get("per_domain"):
-        return "icner", {d.name: load_one(d, max_length) for d in sorted(folder.iterdir())
-                         if (d / "labels.json").is_file()}
+        models = {d.name: load_one(d, max_length) for d in sorted(folder.iterdir()) if (d / "labels.json").is_file()}
+        return next(iter(models.values())).task, models
     model = load_one(folder, max_length)
     return model.task, model
 
@@ -89,18 +88,21 @@ def main(argv=None):
     if args.output:
         check_output_file(args.output)  # before the evaluation, not after it
     task, model = load_model(args.model, args.max_seq_length)
-    if args.task and args.task != task:
-        raise UsageError(f"--model {args.model} is a {task} model, not {args.task}")
-    utterances, fingerprints, kind = load_task_data(args, args.split, "icner" if task == "nlu" else task)
+    package = isinstance(model, Pipeline)
+    task = task or TASKS["icner"]  # a package's per-utterance results are its routed ICNER predictions
+    kind_of_model = model.task_name if package else task.name
+    if args.task and args.task != kind_of_model:
+        raise UsageError(f"--model {args.model} is a {kind_of_model} model, not {args.task}")
+    utterances, fingerprints, kind = load_task_data(args, args.split, task.name)
     if not utterances:
         raise UsageError(f"--data has no {args.split} utterances for locales {args.locales or 'any'}")
     utterances = sample(utterances, args.max_utterances)
-    check_label_overlap("icner" if task == "nlu" else task, known_labels(model), utterances, "the model")
+    task.check_label_overlap(known_labels(model), utterances, "the model")
     start = time.perf_counter()
-    if task == "nlu":
+    if package:
         metrics, routed = score_package(model, with_domains(utterances, args.data), args.max_seq_length,
                                         args.batch_size, args.bootstrap)
-        predictions, task = [r[1:] for r in routed], "icner"  # per utterance: as routed by the DC model
+        predictions = [r[1:] for r in routed]  # per utterance: as routed by the DC model
     elif isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
         predictions = [None] * len(utterances)
         for domain in sorted({u.scenario for u in utterances}):
@@ -114,26 +116,29 @@ def main(argv=None):
     else:
         predictions = model.predict([u.utt for u in utterances], args.max_seq_length, args.batch_size)
     seconds = time.perf_counter() - start
-    if isinstance(model, Pipeline):
+    if package:
         print_scores(metrics)
     else:
-        metrics = score(task, utterances, predictions, args.bootstrap)
-        if task == "icner":
-            metrics["slot_ceiling"] = representable_slots(model, utterances, args.max_seq_length)
-        print_table(task, metrics)
+        metrics = task.score(utterances, predictions, args.bootstrap)
+        ceiling = representable_slots(task, model, utterances, args.max_seq_length)
+        if ceiling is not None:
+            metrics["slot_ceiling"] = ceiling
+        task.print_table(metrics)
     if args.output:
-        write_json_atomic(args.output, {"task": "nlu" if isinstance(model, Pipeline) else task, "model": args.model, "split": args.split,
-                                        "locales": args.locales, "metrics": metrics,
+        write_json_atomic(args.output, {"task": kind_of_model, "model": args.model,
+                                        "split": args.split, "locales": args.locales, "metrics": metrics,
                                         "data": {"format": kind, "files": fingerprints},
-                                        "per_utterance": per_utterance(task, utterances, predictions), "versions": versions(),
+                                        "per_utterance": task.per_utterance(utterances, predictions), "versions": versions(),
                                         "device": str(inference_device()) if is_torch(model) else "cpu (onnxruntime)",
                                         "predict_seconds": round(seconds, 3)})
     return 0
 
 
-def representable_slots(model, utterances, max_length):
-    """The tokenizer's ceiling (common.bio.slot_ceiling) with the tokenizer of the model that
-    sees each utterance (per-domain folders route by domain)."""
+def representable_slots(task, model, utterances, max_length):
+    """The tokenizer's ceiling (common.bio.slot_ceiling; None for a task without slots), with the
+    tokenizer of the model that sees each utterance (per-domain folders route by domain)."""
+    if not task.has_slots:
+        return None
     models = model if isinstance(model, dict) else {}
     fallback = model if not models else next(iter(models.values()))
     groups = {}
@@ -145,38 +150,6 @@ def representable_slots(model, utterances, max_length):
         for locale, (gold, ok) in slot_ceiling(chosen.tokenizer, group, max_length).items():
             counts[locale] = [a + b for a, b in zip(counts.get(locale, [0, 0]), (gold, ok))]
     return ceiling_report(counts)
-
-
-def print_ceiling(ceiling):
-    """The tokenizer's limit, so that a user sees when it cannot do a language."""
-    for locale, c in ceiling.items():
-        if c["gold_slots"] and (locale != "all" or len(ceiling) > 2):
-            print(f"  {locale}: the tokenizer represents {100 * c['share']:.2f}% of the gold slots exactly "
-                  f"({c['representable']} of {c['gold_slots']}); no model on it can do better")
-
-
-def print_table(task, m):
-    def row(name, value, ci=None):
-        ci_text = f"  [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci and ci[0] is not None else ""
-        print(f"  {name:<18}{100 * value:7.2f}{ci_text}")
-    print(f"{task.upper()} on {m['n']} utterances (%, 95% CI)")
-    if task == "dc":
-        row("accuracy", m["accuracy"], m.get("accuracy_ci95"))
-        row("macro-F1", m["macro_f1"], m.get("macro_f1_ci95"))
-        groups = m["per_domain_accuracy"]
-        print("  per domain: " + ", ".join(f"{d} {100 * v:.1f}" for d, v in groups.items()))
-        return
-    row("intent accuracy", m["intent_accuracy"], m.get("intent_accuracy_ci95"))
-    row("slot precision", m["slot_precision"])
-    row("slot recall", m["slot_recall"])
-    row("slot F1", m["slot_f1"], m.get("slot_f1_ci95"))
-    row("SemER", m["semer"], m.get("semer_ci95"))
-    row("exact match", m["exact_match"], m.get("exact_match_ci95"))
-    print_ceiling(m["slot_ceiling"])
-    if len(m.get("per_locale", {})) > 1:
-        for locale, v in m["per_locale"].items():
-            print(f"  {locale}: intent {100 * v['intent_accuracy']:.2f}, SemER {100 * v['semer']:.2f}, "
-                  f"exact {100 * v['exact_match']:.2f}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ import numpy as np
 
 from common.engine import inference_device
 from common.models import check_max_length, check_weights
-from common.onnx_models import ISAS, OnnxModel, check_isa, export_onnx, optimize_onnx, quantize_onnx
+from common.inference import OnnxModel
+from common.onnx_models import ISAS, check_isa, export_onnx, optimize_onnx, quantize_onnx
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,
                         positive_int, publish, run_cli, run_record, unit_float, write_json_atomic)
 from common.task_data import add_data_args, load_task_data
-from common.tasks import headline, load_labels, score, torch_logits_fn
+from common.tasks import load_labels, task_of, torch_logits_fn
 
 MAX_ABS_DIFF = 1e-4
 MIN_AGREEMENT = 0.99
@@ -123,11 +124,11 @@ def main(argv=None):
         check_weights(teacher, "--teacher")
         args.teacher = str(teacher)
     isa = None if args.no_quantize else check_isa(args.isa)
-    task = next(iter(labels.values()))["task"]
+    task = task_of(next(iter(labels.values())))
     dev = test = None
     if args.data:
-        dev = load_task_data(args, "dev", task)[0]
-        test = load_task_data(args, "test", task)[0] if args.benchmark else None
+        dev = load_task_data(args, "dev", task.name)[0]
+        test = load_task_data(args, "test", task.name)[0] if args.benchmark else None
         if not dev:
             raise UsageError(f"--data has no dev utterances for locales {args.locales or 'any'}")
 
@@ -163,7 +164,7 @@ def export_all(args, work, models, labels, isa, dev, test, started):
     parity = {"per_domain": summary, "failed": failed}
     write_json_atomic(work / "parity.json", parity)
     write_json_atomic(work / "run.json", run_record(
-        "export.py", args, task="icner", per_domain=True, domains=list(models), isa=isa, parity_failed=failed,
+        "export.py", args, task=next(iter(labels.values()))["task"], per_domain=True, domains=list(models), isa=isa, parity_failed=failed,
         timings={"wall_s": round(time.time() - started, 3)}))
     if args.benchmark and (work / next(iter(models)) / "latency.json").is_file():
         shutil.copy(work / next(iter(models)) / "latency.json", work / "latency.json")
@@ -181,12 +182,12 @@ def export_and_check(args, work, labels, isa, dev, test, started):
 
     failed = []
     if not args.no_parity:
-        parity = check_parity(args, model, tokenizer, dev, work, labels["task"])
+        parity = check_parity(args, model, tokenizer, dev, work, task_of(labels))
         write_json_atomic(work / "parity.json", parity)
         run["parity"] = parity
         failed = parity["failed"]
     if args.benchmark:
-        run["latency"] = run_benchmark(args, work, test, dev, labels["task"])
+        run["latency"] = run_benchmark(args, work, test, dev, task_of(labels))
         write_json_atomic(work / "latency.json", run["latency"])
     run["timings"] = {"wall_s": round(time.time() - started, 3)}
     write_json_atomic(work / "run.json", run)
@@ -203,7 +204,7 @@ def check_parity(args, model, tokenizer, dev, work, task):
               "failed": []}
     if diff > args.max_abs_diff:
         parity["failed"].append(f"fp32 ONNX differs from PyTorch by {diff:.2e} > {args.max_abs_diff:.0e}")
-    metrics = {"fp32": score(task, dev, fp32.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)}
+    metrics = {"fp32": task.score(dev, fp32.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)}
     if (work / "int8").exists():
         int8 = OnnxModel(work / "int8", args.threads)
         _, agreement = compare(fp32.logits_fn, int8.logits_fn, tokenizer, texts, args.max_seq_length)
@@ -213,13 +214,13 @@ def check_parity(args, model, tokenizer, dev, work, task):
             if share < args.min_agreement:
                 parity["failed"].append(f"int8 agrees with fp32 on {100 * share:.2f}% of {name} "
                                         f"< {100 * args.min_agreement:.1f}%")
-        metrics["int8"] = score(task, dev, int8.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)
-        parity["dev_headline_drop_points"] = round(100 * (headline(task, metrics["fp32"]) - headline(task, metrics["int8"])), 3)
+        metrics["int8"] = task.score(dev, int8.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)
+        parity["dev_headline_drop_points"] = round(100 * (task.headline(metrics["fp32"]) - task.headline(metrics["int8"])), 3)
     parity["dev_metrics"] = {k: {m: v for m, v in d.items() if not m.startswith("per_")} for k, d in metrics.items()}
     print(f"parity: fp32 vs PyTorch max |diff| {diff:.2e}; "
           + (f"int8 vs fp32 agreement {parity['int8_vs_fp32_agreement']}; " if "int8_vs_fp32_agreement" in parity else "")
-          + f"dev {'accuracy' if task == 'dc' else 'exact match'}: "
-          + ", ".join(f"{k} {100 * headline(task, m):.2f}" for k, m in metrics.items()), file=sys.stderr)
+          + f"dev {task.headline_label}: "
+          + ", ".join(f"{k} {100 * task.headline(m):.2f}" for k, m in metrics.items()), file=sys.stderr)
     return parity
 
 
@@ -245,15 +246,15 @@ def dev_scores(models, dev, task, max_length):
     model scores as its fp32 ONNX export does (parity holds them within 1e-4 of each other)."""
     if not dev:
         return {}
-    onnx = {folder: headline(task, score(task, dev, OnnxModel(folder).predict([u.utt for u in dev], max_length),
-                                         bootstrap=0)) for _, kind, folder in models if kind == "onnx"}
+    onnx = {folder: task.headline(task.score(dev, OnnxModel(folder).predict([u.utt for u in dev], max_length),
+                                             bootstrap=0)) for _, kind, folder in models if kind == "onnx"}
     same_as = {"PyTorch fp32 teacher": "ONNX fp32 teacher", "PyTorch fp32 student": "ONNX fp32 student"}
     folder_of = {name: folder for name, kind, folder in models if kind == "onnx"}
     return {name: onnx.get(folder) if kind == "onnx" else onnx.get(folder_of.get(same_as.get(name.replace(" GPU", ""))))
             for name, kind, folder in models}
 
 
-def run_benchmark(args, work, test, dev=None, task=None):
+def run_benchmark(args, work, test, dev, task):
     from common.latency import benchmark, cpu_name, size_on_disk_mb, within_spread
     texts = [u.utt for u in test][:args.benchmark_utterances]
     texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
@@ -292,10 +293,10 @@ def run_benchmark(args, work, test, dev=None, task=None):
               + (", ".join(number[m] for m in r["within_spread_of"]) or "-"))
     print("(the spread: each row's batch-1 p50 over 3 rounds of the same utterances; rows within each other's "
           "spread are not told apart)")
-    print(f"dev: {'DC accuracy' if task == 'dc' else 'ICNER exact match'} on {len(dev or [])} dev utterances "
+    print(f"dev: {task.headline_label} on {len(dev or [])} dev utterances "
           "(PyTorch rows: their fp32 export's, which parity holds equal)")
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
-            "cpu": cpu_name(), "cores": os.cpu_count(), "dev_metric": "accuracy" if task == "dc" else "exact_match",
+            "cpu": cpu_name(), "cores": os.cpu_count(), "dev_metric": task.headline_metric,
             "rows": rows}
 
 

@@ -20,18 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
 
-from common.bio import ceiling_report, slot_ceiling
 from common.engine import PRECISIONS, Engine
-from common.joint_model import JointIntentSlotModel
 from common.massive import sample
 from common.models import check_max_length, load_tokenizer, loading
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
                         positive_float, positive_int, probability, publish, run_cli, run_record, unit_float,
                         write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
-from common.tasks import TASKS, build_labels, check_label_overlap, collate, encode, headline, predict, save_labels, score, torch_logits_fn
+from common.tasks import TASKS, collate, save_labels, torch_logits_fn
 from common.training_loop import SCHEDULERS, Cadence, StepTask, optimizer_and_schedule, run_steps, start_or_resume
 
 
@@ -81,10 +78,10 @@ def parse_args(argv):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR.partial/checkpoint")
     args = p.parse_args(argv)
-    if args.task not in TASKS + ("mlm",):
-        p.error(f"unknown --task {args.task!r} (use dc, icner or mlm)")
-    if (args.domain or args.all_domains) and args.task != "icner":
-        p.error("--domain / --all-domains are for --task icner")
+    if args.task not in (*TASKS, "mlm"):
+        p.error(f"unknown --task {args.task!r} (use {', '.join(TASKS)} or mlm)")
+    if (args.domain or args.all_domains) and not (args.task in TASKS and TASKS[args.task].per_domain):
+        p.error(f"--domain / --all-domains are for {', '.join('--task ' + t for t in TASKS if TASKS[t].per_domain)}")
     return args
 
 
@@ -160,35 +157,19 @@ def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
     return 0
 
 
-def build_model(args, labels):
-    with loading(args.model):
-        if args.task == "dc":
-            domains = labels["domains"]
-            return AutoModelForSequenceClassification.from_pretrained(
-                args.model, num_labels=len(domains), id2label=dict(enumerate(domains)),
-                label2id={d: i for i, d in enumerate(domains)}, ignore_mismatched_sizes=True)
-        return JointIntentSlotModel.from_encoder(args.model, labels["intents"], labels["slots"],
-                                                 slot_loss_coef=args.slot_loss_coef)
-
-
 def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
     """Train one model; returns its best dev metrics."""
     started = time.time()
     work_dir = partial_dir(output_dir)
     train, dev = sample(train, args.max_train_utterances), sample(dev, args.max_dev_utterances)
-    labels = build_labels(args.task, train)
-    check_label_overlap(args.task, labels, dev, "its train split", "--data's dev split")
-    ceiling = None
-    if args.task == "icner":  # what the tokenizer lets any model get right: a language it cannot do shows here
-        ceiling = {name: ceiling_report(slot_ceiling(tokenizer, part, args.max_seq_length))
-                   for name, part in (("train", train), ("dev", dev))}
-        for locale, c in ceiling["dev"].items():
-            if engine.is_main and locale != "all" and c["share"] is not None and c["share"] < 0.99:
-                print(f"note: the tokenizer represents only {100 * c['share']:.1f}% of the {locale} dev slots exactly",
-                      file=sys.stderr)
+    task = TASKS[args.task]
+    labels = task.build_labels(train)
+    task.check_label_overlap(labels, dev, "its train split", "--data's dev split")
+    ceiling = slot_ceiling_note(engine, task, tokenizer, train, dev, args.max_seq_length)
     torch.manual_seed(args.seed)
-    model = build_model(args, labels)
-    features = encode(args.task, tokenizer, train, labels, args.max_seq_length)
+    with loading(args.model):
+        model = task.new_model(args.model, labels, args.slot_loss_coef)
+    features = task.encode(tokenizer, train, labels, args.max_seq_length)
     steps_per_epoch = math.ceil(len(features) / (args.batch_size * engine.world_size * args.grad_accum))
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
 
@@ -201,12 +182,12 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
     def evaluate_dev():
         """Every process scores the whole dev set, so all take the same early-stopping decision."""
         model.eval()
-        preds = predict(args.task, torch_logits_fn(engine.unwrap(model), engine.device), tokenizer,
-                        [u.utt for u in dev], labels, args.max_seq_length)
-        return score(args.task, dev, preds, bootstrap=0)
+        preds = task.predict(torch_logits_fn(engine.unwrap(model), engine.device), tokenizer,
+                             [u.utt for u in dev], labels, args.max_seq_length)
+        return task.score(dev, preds, bootstrap=0)
 
-    task = FinetuneStep(args, engine, model, features, tokenizer.pad_token_id, steps_per_epoch, evaluate_dev, work_dir)
-    run_steps(engine, task, model, optimizer, scheduler, loop, Cadence(
+    step = FinetuneStep(args, engine, model, features, tokenizer.pad_token_id, steps_per_epoch, evaluate_dev, work_dir)
+    run_steps(engine, step, model, optimizer, scheduler, loop, Cadence(
         max_steps, args.seed, args.grad_accum, eval_steps=args.eval_steps or steps_per_epoch, patience=args.patience),
         work_dir)
     if engine.is_main:
@@ -223,11 +204,24 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
             "timings": {"train_s": round(loop["train_seconds"], 3), "wall_s": round(time.time() - started, 3)}})
         (work_dir / "dev_metrics.json").unlink()
         publish(work_dir, output_dir)
-        print(f"{args.task} model saved to {output_dir}: dev {headline(args.task, dev_metrics):.4f} at step "
+        print(f"{args.task} model saved to {output_dir}: dev {task.headline(dev_metrics):.4f} at step "
               f"{loop['best_step']}", file=sys.stderr)
     engine.barrier()
     engine.release()  # the next domain's model is another run
     return json.loads((output_dir / "run.json").read_text())["dev_metrics"]
+
+
+def slot_ceiling_note(engine, task, tokenizer, train, dev, max_length):
+    """What the tokenizer lets any model get right, for train and dev (None for a task without
+    slots); a note when it cannot represent a language's dev slots: no model on it can do better."""
+    ceiling = {name: task.ceiling(tokenizer, part, max_length) for name, part in (("train", train), ("dev", dev))}
+    if ceiling["dev"] is None:
+        return None
+    for locale, c in ceiling["dev"].items():
+        if engine.is_main and locale != "all" and c["share"] is not None and c["share"] < 0.99:
+            print(f"note: the tokenizer represents only {100 * c['share']:.1f}% of the {locale} dev slots exactly",
+                  file=sys.stderr)
+    return ceiling
 
 
 def epoch_order(args, engine, size, epoch):
@@ -247,7 +241,7 @@ class FinetuneStep(StepTask):
     def __init__(self, args, engine, model, features, pad_id, steps_per_epoch, evaluate_dev, work_dir):
         self.args, self.engine, self.model, self.features, self.pad_id = args, engine, model, features, pad_id
         self.steps_per_epoch, self.evaluate_dev, self.work_dir = steps_per_epoch, evaluate_dev, work_dir
-        self.name = f"finetune {args.task}"
+        self.name, self.task = f"finetune {args.task}", TASKS[args.task]
         self.per_micro = args.batch_size * engine.world_size
 
     def micro_batch(self, step, micro):
@@ -261,7 +255,7 @@ class FinetuneStep(StepTask):
         return {k: v.to(self.engine.device) for k, v in collate([self.features[i] for i in rows], self.pad_id).items()}
 
     def loss(self, batch):
-        return model_loss(self.args.task, self.model, batch)
+        return self.task.loss(self.model, batch)
 
     def evaluate(self, loop, loss, progress):
         evaluate_and_keep(self.args, self.engine, self.model, self.evaluate_dev, loop, self.engine.mean(loss),
@@ -269,19 +263,11 @@ class FinetuneStep(StepTask):
         progress.set_postfix(loss=f"{loop['history'][-1]['loss']:.4f}", best=f"{loop['best']:.4f}")
 
 
-def model_loss(task, model, batch):
-    labels = batch["labels"].clamp(min=0)  # train labels are always known
-    if task == "dc":
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 intent_labels=labels, slot_labels=batch["slot_labels"]).loss
-
-
 def evaluate_and_keep(args, engine, model, evaluate_dev, loop, train_loss, work_dir):
     """Score dev; the best model so far is the output."""
     metrics = evaluate_dev()
     model.train()
-    value = headline(args.task, metrics)
+    value = TASKS[args.task].headline(metrics)
     loop["history"].append({"step": loop["step"], "loss": round(train_loss, 5), "dev": round(value, 5)})
     if value > loop["best"]:
         loop["best"], loop["best_step"], loop["stale"] = value, loop["step"], 0

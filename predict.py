@@ -7,14 +7,14 @@
 One output line per input utterance, in order, so output line N answers input line N. A blank
 (empty or whitespace-only) utterance is refused, since any prediction for it would be made up;
 --blank empty answers it with {"text": ..., "empty": true} instead. Standard input must be UTF-8.
-The same predictor is importable: `from common.onnx_models import Predictor
+The same predictor is importable: `from common.inference import Predictor
 from common.pipeline import checked_folder`.
 """
 import json
 import sys
 
 from common.models import check_max_length
-from common.onnx_models import Predictor
+from common.inference import Predictor
 from common.pipeline import checked_folder
 from common.run import ArgumentParser, UsageError, positive_int, run_cli
 

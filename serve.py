@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 
-from common.onnx_models import Predictor
+from common.inference import Predictor
 from common.pipeline import checked_folder
 from common.run import ArgumentParser, UsageError, non_negative_int, positive_int, run_cli
 from common.serving import SETTINGS_ENV, build_app

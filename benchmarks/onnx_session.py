@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.massive import load_massive  # noqa: E402
-from common.onnx_models import OnnxModel  # noqa: E402
+from common.inference import OnnxModel  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -37,7 +37,7 @@ def _load(kind, folder, threads):
         pipeline = Pipeline(folder, threads)
         return lambda texts: pipeline.predict(texts, 64, len(texts))
     if kind == "onnx":
-        from common.onnx_models import OnnxModel
+        from common.inference import OnnxModel
         model = OnnxModel(folder, threads)
         tok = model.tokenizer
 
@@ -45,12 +45,11 @@ def _load(kind, folder, threads):
             enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
             return model.logits_fn(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
         return run
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
-    from common.joint_model import JointIntentSlotModel
-    from common.tasks import LABELS_FILE, load_labels
+    from common.tasks import LABELS_FILE, load_labels, task_of
     if (Path(folder) / LABELS_FILE).is_file():
-        cls = AutoModelForSequenceClassification if load_labels(folder)["task"] == "dc" else JointIntentSlotModel
+        cls = task_of(load_labels(folder)).model_class()
     else:  # a bare encoder (e.g. the teacher before finetuning): the same encoder compute
         cls = AutoModel
     device = torch.device("cuda" if kind == "torch-cuda" else "cpu")

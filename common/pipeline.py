@@ -13,8 +13,10 @@ domain it cannot serve.
 import json
 from pathlib import Path
 
-from common.onnx_models import ONNX_FILE, open_model
+from common.inference import open_model
+from common.onnx_models import ONNX_FILE
 from common.run import UsageError
+from common.tasks import TASKS
 
 MANIFEST = "manifest.json"
 FORMAT = "kd-transfer-nlu-package"
@@ -50,6 +52,7 @@ def read_manifest(folder):
 
 class Pipeline:
     """DC, then the ICNER model of the predicted (or a given) domain, batched per domain."""
+    task_name = "nlu"
 
     def __init__(self, folder, threads=None):
         folder = Path(folder)
@@ -87,20 +90,25 @@ class Pipeline:
         return results
 
 
+    def record(self, text, prediction):
+        domain, intent, slots = prediction
+        return {"domain": domain, **TASKS["icner"].record(text, (intent, slots))}
+
+
 def score_package(pipeline, utterances, max_length=64, batch_size=64, bootstrap=0):
     """The system end to end: DC accuracy, and ICNER metrics with each utterance routed by the DC
     model's prediction and, beside it, by its gold domain; what routing costs is their difference."""
-    from common.tasks import headline, score
+    dc, icner = TASKS["dc"], TASKS["icner"]
     texts = [u.utt for u in utterances]
     routed = pipeline.predict(texts, max_length, batch_size)
     gold = pipeline.predict(texts, max_length, batch_size, domains=[u.scenario for u in utterances])
-    metrics = {"dc": score("dc", utterances, [r[0] for r in routed], bootstrap),
-               "predicted_routing": score("icner", utterances, [r[1:] for r in routed], bootstrap),
-               "gold_routing": score("icner", utterances, [r[1:] for r in gold], bootstrap)}
+    metrics = {"dc": dc.score(utterances, [r[0] for r in routed], bootstrap),
+               "predicted_routing": icner.score(utterances, [r[1:] for r in routed], bootstrap),
+               "gold_routing": icner.score(utterances, [r[1:] for r in gold], bootstrap)}
     metrics["routing_cost_points"] = {
         name: round(100 * (metrics["gold_routing"][name] - metrics["predicted_routing"][name]), 3)
         for name in ("intent_accuracy", "exact_match", "slot_f1")}
-    metrics["headline"] = headline("icner", metrics["predicted_routing"])
+    metrics["headline"] = icner.headline(metrics["predicted_routing"])
     return metrics, routed
 
 

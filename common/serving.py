@@ -161,7 +161,7 @@ def build_app(predictor, settings):
 
 def create_app():
     """The app of one worker process (uvicorn --workers): each loads its own model."""
-    from common.onnx_models import Predictor
+    from common.inference import Predictor
     settings = json.loads(os.environ[SETTINGS_ENV])
     predictor = Predictor(settings["model"], settings["threads"], settings["max_length"], settings["model_batch"])
     return build_app(predictor, settings)

@@ -37,6 +37,7 @@ from common.massive import (
     looks_like_local_path,
 )
 from common.run import UsageError, file_fingerprint
+from common.tasks import TASKS
 
 FORMATS = ("massive", "bio", "conll", "csv", "tsv", "jsonl")
 CLASSIFICATION = ("csv", "tsv", "jsonl")
@@ -80,12 +81,11 @@ def load_labelled(sources, split, data_format="auto", text_column="text", label_
         raise UsageError("--data: sources of different formats (" +
                          ", ".join(f"{s}: {k}" for s, k in kinds.items()) + "); give one dataset")
     kind = kinds[sources[0]]
-    if task == "icner" and kind in CLASSIFICATION:
-        raise UsageError(f"--task icner needs slot annotations (MASSIVE, BIO or CoNLL); {' '.join(sources)} is "
-                         f"{kind} classification data (use --task dc)")
+    task = TASKS[task] if task else None  # dc, icner: what the data must hold
+    if task:
+        task.check_format(kind, sources)
     if kind == "massive":
-        utterances, fingerprints = load_massive(sources, locales, partitions=[split])
-        return utterances, fingerprints, kind
+        return (*load_massive(sources, locales, partitions=[split]), kind)
     utterances, fingerprints = [], []
     for source in sources:
         path = split_path(source, split, kind)
@@ -100,9 +100,8 @@ def load_labelled(sources, split, data_format="auto", text_column="text", label_
         if not rows:
             raise UsageError(f"{path}: no utterances (the {split} split is empty)")
         utterances.extend(rows)
-    if task == "dc" and any(u.scenario == NO_DOMAIN for u in utterances):
-        raise UsageError(f"--task dc needs a class per utterance; {' '.join(sources)} is {kind} data without "
-                         "domains (use CSV/TSV/JSONL classification data, or CoNLL with '# domain = X' comments)")
+    if task:
+        task.check_utterances(utterances, kind, sources)
     return utterances, fingerprints, kind
 
 

@@ -14,7 +14,8 @@ import package
 import predict
 from common.massive import load_massive
 from common.pipeline import Pipeline, score_package
-from common.onnx_models import OnnxModel, Predictor, cpu_isa
+from common.inference import Predictor
+from common.onnx_models import cpu_isa
 from common.run import UsageError
 from conftest import REPO, expect_usage_error, make_teacher, script_env
 

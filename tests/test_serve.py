@@ -17,7 +17,7 @@ import finetune
 import package
 import serve
 from common.massive import load_massive
-from common.onnx_models import Predictor
+from common.inference import Predictor
 from conftest import REPO, expect_usage_error, script_env
 
 
