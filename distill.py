@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.engine import PRECISIONS, Engine
+from common.engine import Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
 from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
@@ -25,7 +25,7 @@ from common.run import (ArgumentParser, UsageError, check_output_dir, non_negati
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         run_record, timed, unit_float, write_json_atomic)
 from common.target_text import load_target_text
-from common.training_loop import SCHEDULERS, Cadence, StepTask, optimizer_and_schedule, run_steps, start_or_resume
+from common.training_loop import Cadence, StepTask, add_optimizer_args, optimizer_and_schedule, run_steps, start_or_resume
 from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, TransferStream, mask_tokens, masking_generator
 
 
@@ -70,27 +70,9 @@ def parse_args(argv):
     g.add_argument("--max-steps", type=non_negative_int, help="optimizer steps (give this or --max-tokens)")
     g.add_argument("--max-tokens", type=positive_int, help="transfer tokens to distil over; converted to steps")
     g.add_argument("--batch-size", type=positive_int, default=32, help="sequences per process and step")
-    g.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--lr", type=positive_float, default=5e-4)
-    g.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    g.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
-    g.add_argument("--warmup-ratio", type=unit_float, default=0.05)
-    g.add_argument("--max-grad-norm", type=positive_float, default=1.0)
-    g.add_argument("--seed", type=non_negative_int, default=42)
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
+    add_optimizer_args(g, lr=5e-4, warmup_ratio=0.05)
 
-    g = p.add_argument_group("losses (weights; 0 turns a loss off)")
-    g.add_argument("--alpha-kl", type=non_negative_float, default=0.0, help="soft-target KL on MLM logits (teacher needs an MLM head)")
-    g.add_argument("--temperature", type=positive_float, default=2.0)
-    g.add_argument("--alpha-mlm", type=non_negative_float, default=0.0, help="hard masked-LM loss of the student")
-    g.add_argument("--mlm-probability", type=probability, default=0.15, help="masking rate when KL or MLM is on")
-    g.add_argument("--alpha-cos", type=non_negative_float, default=1.0, help="hidden-state cosine loss")
-    g.add_argument("--alpha-mse", type=non_negative_float, default=1.0, help="hidden-state MSE loss (through a learned projection when widths differ)")
-    g.add_argument("--hidden-layers", choices=["last", "uniform"], default="last",
-                   help="which hidden states to match: the last layers, or every student layer to a teacher layer")
-    g.add_argument("--alpha-attn", type=non_negative_float, default=0.0, help="MiniLMv2 attention-relation loss on the last layers")
-    g.add_argument("--relation-heads", type=positive_int, help="relation heads of the attention-relation loss (default: student heads)")
+    add_loss_args(p)
 
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", required=True)
@@ -104,6 +86,20 @@ def parse_args(argv):
     if args.student_intermediate is None:
         args.student_intermediate = 4 * args.student_hidden
     return args
+
+
+def add_loss_args(p):
+    g = p.add_argument_group("losses (weights; 0 turns a loss off)")
+    g.add_argument("--alpha-kl", type=non_negative_float, default=0.0, help="soft-target KL on MLM logits (teacher needs an MLM head)")
+    g.add_argument("--temperature", type=positive_float, default=2.0)
+    g.add_argument("--alpha-mlm", type=non_negative_float, default=0.0, help="hard masked-LM loss of the student")
+    g.add_argument("--mlm-probability", type=probability, default=0.15, help="masking rate when KL or MLM is on")
+    g.add_argument("--alpha-cos", type=non_negative_float, default=1.0, help="hidden-state cosine loss")
+    g.add_argument("--alpha-mse", type=non_negative_float, default=1.0, help="hidden-state MSE loss (through a learned projection when widths differ)")
+    g.add_argument("--hidden-layers", choices=["last", "uniform"], default="last",
+                   help="which hidden states to match: the last layers, or every student layer to a teacher layer")
+    g.add_argument("--alpha-attn", type=non_negative_float, default=0.0, help="MiniLMv2 attention-relation loss on the last layers")
+    g.add_argument("--relation-heads", type=positive_int, help="relation heads of the attention-relation loss (default: student heads)")
 
 
 def build_stream(args, tokenizer):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.engine import PRECISIONS, Engine
+from common.engine import Engine
 from common.massive import sample
 from common.models import check_max_length, load_tokenizer, loading
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
@@ -29,7 +29,7 @@ from common.run import (ArgumentParser, UsageError, check_output_dir, non_negati
                         write_json_atomic)
 from common.task_data import NO_DOMAIN, add_data_args, load_task_data
 from common.tasks import TASKS, collate, save_labels, torch_logits_fn
-from common.training_loop import SCHEDULERS, Cadence, StepTask, optimizer_and_schedule, run_steps, start_or_resume
+from common.training_loop import Cadence, StepTask, add_optimizer_args, optimizer_and_schedule, run_steps, start_or_resume
 
 
 def parse_args(argv):
@@ -44,20 +44,13 @@ def parse_args(argv):
     p.add_argument("--epochs", type=positive_float, default=3.0)
     p.add_argument("--max-steps", type=positive_int, help="overrides --epochs")
     p.add_argument("--batch-size", type=positive_int, default=32, help="utterances per process and micro-batch")
-    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
-    p.add_argument("--lr", type=positive_float, default=1e-4)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    p.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
-    p.add_argument("--warmup-ratio", type=unit_float, default=0.1)
+    add_optimizer_args(p, lr=1e-4, warmup_ratio=0.1)
     p.add_argument("--max-seq-length", type=positive_int, default=64)
     p.add_argument("--slot-loss-coef", type=non_negative_float, default=1.0, help="ICNER loss = intent CE + coef x slot CE")
     p.add_argument("--eval-steps", type=positive_int, help="evaluate on dev every N steps (default: every epoch)")
     p.add_argument("--patience", type=positive_int, default=3, help="stop after N evaluations without dev improvement")
     p.add_argument("--max-train-utterances", type=positive_int, help="a fixed random sample of N train utterances (quick or budgeted runs)")
     p.add_argument("--max-dev-utterances", type=positive_int, help="a fixed random sample of N dev utterances")
-    p.add_argument("--seed", type=non_negative_int, default=42)
     g = p.add_argument_group("--task mlm (continued masked-LM training, or pretraining from scratch)")
     g.add_argument("--text-data", nargs="+", help="generic text (JSONL/text files, folders, hub name) to train on")
     g.add_argument("--text-field", default="text", help="text field / column of --text-data")
@@ -188,8 +181,8 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
 
     step = FinetuneStep(args, engine, model, features, tokenizer.pad_token_id, steps_per_epoch, evaluate_dev, work_dir)
     run_steps(engine, step, model, optimizer, scheduler, loop, Cadence(
-        max_steps, args.seed, args.grad_accum, eval_steps=args.eval_steps or steps_per_epoch, patience=args.patience),
-        work_dir)
+        max_steps, args.seed, args.grad_accum, args.max_grad_norm, eval_steps=args.eval_steps or steps_per_epoch,
+        patience=args.patience), work_dir)
     if engine.is_main:
         dev_metrics = json.loads((work_dir / "dev_metrics.json").read_text())
         tokenizer.save_pretrained(work_dir)

@@ -112,13 +112,7 @@ def train_mlm(args, engine):
     max_steps = args.max_steps or max(1, math.ceil(args.epochs * corpus_tokens / tokens_per_step))
     warmup_head = args.head_warmup_steps if args.head_warmup_steps is not None else (100 if head_added else 0)
 
-    def batch(step, micro=0):
-        """This process's masked micro-batch; masks depend on the step only (resumable)."""
-        ids = stream.next_batch(args.batch_size * engine.world_size)[0]
-        ids = ids[engine.rank * args.batch_size:(engine.rank + 1) * args.batch_size]
-        rng = masking_generator(args.seed, step, micro, engine.rank)
-        masked, labels = mask_tokens(ids, tokenizer, args.mlm_probability, rng)
-        return masked.to(engine.device), labels.to(engine.device)
+    batch = masked_batches(args, engine, stream, tokenizer)
 
     def dev_loss():
         return mlm_dev_loss(model, tokenizer, dev, args.max_seq_length, args.mlm_probability, args.seed)
@@ -147,7 +141,7 @@ def train_mlm(args, engine):
             print(f"resuming from step {loop['step']} of {max_steps}", file=sys.stderr)
 
     task = MaskedLMStep(engine, train_module, model, batch, dev_loss, stream, work_dir)
-    cadence = Cadence(max_steps, args.seed, args.grad_accum, eval_steps=args.eval_steps or max(1, max_steps // 5))
+    cadence = Cadence(max_steps, args.seed, args.grad_accum, args.max_grad_norm, eval_steps=args.eval_steps or max(1, max_steps // 5))
     run_steps(engine, task, train_module, optimizer, scheduler, loop, cadence, work_dir)
     if engine.is_main:
         write_json_atomic(work_dir / "run.json", {
@@ -164,6 +158,18 @@ def train_mlm(args, engine):
               file=sys.stderr)
     engine.barrier()
     return 0
+
+
+def masked_batches(args, engine, stream, tokenizer):
+    """batch(step, micro): this process's masked micro-batch of the stream; its masks depend on
+    the step and micro-batch only, so a resumed run masks as an unbroken one."""
+    def batch(step, micro=0):
+        ids = stream.next_batch(args.batch_size * engine.world_size)[0]
+        ids = ids[engine.rank * args.batch_size:(engine.rank + 1) * args.batch_size]
+        masked, labels = mask_tokens(ids, tokenizer, args.mlm_probability,
+                                     masking_generator(args.seed, step, micro, engine.rank))
+        return masked.to(engine.device), labels.to(engine.device)
+    return batch
 
 
 def warm_up_head(model, batch, steps, lr):

@@ -64,6 +64,22 @@ class StepTask:
         return {}
 
 
+def add_optimizer_args(group, lr, warmup_ratio):
+    """The knobs every loop shares: its optimizer and schedule, accumulation, clipping, seed and
+    precision (distill.py and finetune.py each give their own learning rate and warm-up)."""
+    from common.engine import PRECISIONS
+    from common.run import non_negative_float, non_negative_int, positive_float, positive_int, unit_float
+    group.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
+    group.add_argument("--lr", type=positive_float, default=lr)
+    group.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="AdamW's, not on biases and norms")
+    group.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
+    group.add_argument("--warmup-ratio", type=unit_float, default=warmup_ratio, help="share of the steps warming up")
+    group.add_argument("--max-grad-norm", type=positive_float, default=1.0, help="gradients clipped to this norm")
+    group.add_argument("--seed", type=non_negative_int, default=42)
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto: bf16 (or fp16) autocast on a GPU, fp32 on CPU")
+
+
 def optimizer_and_schedule(model, args, max_steps, device):
     """AdamW over the trained weights (no decay on biases and norms) and --lr-scheduler's schedule
     with --warmup-ratio of max_steps warming up: the same for every loop."""
