@@ -19,7 +19,7 @@ import torch
 from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
 from common.inference import TorchModel, open_model
-from common.massive import PARTITIONS, sample
+from common.utterance import SPLITS, sample
 from common.models import check_max_length
 from common.pipeline import Pipeline, checked_folder, is_package, print_scores, score_package, with_domains
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
@@ -32,7 +32,7 @@ def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--model", required=True, help="finetune.py output folder, an export.py fp32/int8 folder, or a package")
     add_data_args(p, required=True, what="its --split is scored")
-    p.add_argument("--split", default="test", choices=PARTITIONS)
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--task", choices=list(TASKS), help="fail unless the model is of this task")
     p.add_argument("--output", help="metrics JSON file")
     p.add_argument("--max-utterances", type=positive_int, help="evaluate a fixed random sample of N utterances (quick runs)")
@@ -105,16 +105,16 @@ def main(argv=None):
         predictions = [r[1:] for r in routed]  # per utterance: as routed by the DC model
     elif isinstance(model, dict):  # per-domain ICNER: route by the gold domain, as the paper does
         predictions = [None] * len(utterances)
-        for domain in sorted({u.scenario for u in utterances}):
-            idx = [i for i, u in enumerate(utterances) if u.scenario == domain]
+        for domain in sorted({u.domain for u in utterances}):
+            idx = [i for i, u in enumerate(utterances) if u.domain == domain]
             if domain not in model:  # no model for this domain: every utterance of it is wrong
                 preds = [(None, [])] * len(idx)
             else:
-                preds = model[domain].predict([utterances[i].utt for i in idx], args.max_seq_length, args.batch_size)
+                preds = model[domain].predict([utterances[i].text for i in idx], args.max_seq_length, args.batch_size)
             for i, p in zip(idx, preds):
                 predictions[i] = p
     else:
-        predictions = model.predict([u.utt for u in utterances], args.max_seq_length, args.batch_size)
+        predictions = model.predict([u.text for u in utterances], args.max_seq_length, args.batch_size)
     seconds = time.perf_counter() - start
     if package:
         print_scores(metrics)
@@ -143,7 +143,7 @@ def representable_slots(task, model, utterances, max_length):
     fallback = model if not models else next(iter(models.values()))
     groups = {}
     for u in utterances:
-        chosen = models.get(u.scenario, fallback)
+        chosen = models.get(u.domain, fallback)
         groups.setdefault(id(chosen), (chosen, []))[1].append(u)
     counts = {}
     for chosen, group in groups.values():

@@ -156,7 +156,7 @@ def export_all(args, work, models, labels, isa, dev, test, started):
     for i, (domain, folder) in enumerate(models.items()):
         print(f"== domain {domain}", file=sys.stderr)
         mine = argparse.Namespace(**{**vars(args), "model": str(folder), "benchmark": args.benchmark and i == 0})
-        in_domain = [u for u in dev if u.scenario == domain] if dev is not None else None
+        in_domain = [u for u in dev if u.domain == domain] if dev is not None else None
         # each domain's model is checked on its own domain's dev utterances (on all of dev if it has none)
         failed += [f"{domain}: {f}" for f in export_and_check(mine, work / domain, labels[domain], isa, in_domain or dev,
                                                                test, started)]
@@ -196,7 +196,7 @@ def export_and_check(args, work, labels, isa, dev, test, started):
 
 def check_parity(args, model, tokenizer, dev, work, task):
     dev = dev[:args.parity_utterances]
-    texts = [u.utt for u in dev]
+    texts = [u.text for u in dev]
     torch_fn = torch_logits_fn(model.eval().to(inference_device()), inference_device())
     fp32 = OnnxModel(work / "fp32", args.threads)
     diff, _ = compare(torch_fn, fp32.logits_fn, tokenizer, texts, args.max_seq_length)
@@ -204,7 +204,7 @@ def check_parity(args, model, tokenizer, dev, work, task):
               "failed": []}
     if diff > args.max_abs_diff:
         parity["failed"].append(f"fp32 ONNX differs from PyTorch by {diff:.2e} > {args.max_abs_diff:.0e}")
-    metrics = {"fp32": task.score(dev, fp32.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)}
+    metrics = {"fp32": task.score(dev, fp32.predict([u.text for u in dev], args.max_seq_length), bootstrap=0)}
     if (work / "int8").exists():
         int8 = OnnxModel(work / "int8", args.threads)
         _, agreement = compare(fp32.logits_fn, int8.logits_fn, tokenizer, texts, args.max_seq_length)
@@ -214,7 +214,7 @@ def check_parity(args, model, tokenizer, dev, work, task):
             if share < args.min_agreement:
                 parity["failed"].append(f"int8 agrees with fp32 on {100 * share:.2f}% of {name} "
                                         f"< {100 * args.min_agreement:.1f}%")
-        metrics["int8"] = task.score(dev, int8.predict([u.utt for u in dev], args.max_seq_length), bootstrap=0)
+        metrics["int8"] = task.score(dev, int8.predict([u.text for u in dev], args.max_seq_length), bootstrap=0)
         parity["dev_headline_drop_points"] = round(100 * (task.headline(metrics["fp32"]) - task.headline(metrics["int8"])), 3)
     parity["dev_metrics"] = {k: {m: v for m, v in d.items() if not m.startswith("per_")} for k, d in metrics.items()}
     print(f"parity: fp32 vs PyTorch max |diff| {diff:.2e}; "
@@ -246,7 +246,7 @@ def dev_scores(models, dev, task, max_length):
     model scores as its fp32 ONNX export does (parity holds them within 1e-4 of each other)."""
     if not dev:
         return {}
-    onnx = {folder: task.headline(task.score(dev, OnnxModel(folder).predict([u.utt for u in dev], max_length),
+    onnx = {folder: task.headline(task.score(dev, OnnxModel(folder).predict([u.text for u in dev], max_length),
                                              bootstrap=0)) for _, kind, folder in models if kind == "onnx"}
     same_as = {"PyTorch fp32 teacher": "ONNX fp32 teacher", "PyTorch fp32 student": "ONNX fp32 student"}
     folder_of = {name: folder for name, kind, folder in models if kind == "onnx"}
@@ -256,8 +256,8 @@ def dev_scores(models, dev, task, max_length):
 
 def run_benchmark(args, work, test, dev, task):
     from common.latency import benchmark, cpu_name, size_on_disk_mb, within_spread
-    texts = [u.utt for u in test][:args.benchmark_utterances]
-    texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
+    texts = [u.text for u in test][:args.benchmark_utterances]
+    texts32 = [u.text for u in test][:max(32 * 3, args.benchmark_utterances)]
     models = []
     if args.teacher:
         models.append(("PyTorch fp32 teacher", "torch", args.teacher))

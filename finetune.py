@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from common.engine import Engine
-from common.massive import sample
 from common.models import check_max_length, load_tokenizer, loading
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
                         positive_float, positive_int, probability, publish, run_cli, run_record, unit_float,
                         write_json_atomic)
-from common.task_data import NO_DOMAIN, add_data_args, load_task_data
+from common.task_data import add_data_args, load_task_data
+from common.utterance import NO_DOMAIN, sample
 from common.tasks import TASKS, collate, save_labels, torch_logits_fn
 from common.training_loop import Cadence, StepTask, add_optimizer_args, optimizer_and_schedule, run_steps, start_or_resume
 
@@ -112,16 +112,16 @@ def run(args, engine):
 
 
 def by_domain(utterances, domain, partition):
-    chosen = [u for u in utterances if u.scenario == domain]
+    chosen = [u for u in utterances if u.domain == domain]
     if not chosen:
         raise UsageError(f"--domain {domain}: no {partition} utterances (domains: "
-                         f"{', '.join(sorted({u.scenario for u in utterances}))})")
+                         f"{', '.join(sorted({u.domain for u in utterances}))})")
     return chosen
 
 
 def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
     """One ICNER model per domain, as the paper trains them; a summary run.json on top."""
-    if {u.scenario for u in train} == {NO_DOMAIN}:
+    if {u.domain for u in train} == {NO_DOMAIN}:
         raise UsageError(f"--all-domains: {' '.join(args.data)} has no domains (CoNLL can give them with "
                          "'# domain = X' comments)")
     output_dir, work_dir = Path(args.output_dir), partial_dir(args.output_dir)
@@ -129,8 +129,8 @@ def finetune_all_domains(args, engine, tokenizer, train, dev, fingerprints):
         work_dir.mkdir(exist_ok=True)
     engine.barrier()
     summary = {}
-    domains = sorted({u.scenario for u in train} & {u.scenario for u in dev})
-    skipped = sorted({u.scenario for u in train} - set(domains))
+    domains = sorted({u.domain for u in train} & {u.domain for u in dev})
+    skipped = sorted({u.domain for u in train} - set(domains))
     if skipped:  # no dev data means no model selection: say so, evaluate.py counts them as errors
         print(f"note: no dev utterances, no model for domain(s): {', '.join(skipped)}", file=sys.stderr)
     for domain in domains:
@@ -176,7 +176,7 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
         """Every process scores the whole dev set, so all take the same early-stopping decision."""
         model.eval()
         preds = task.predict(torch_logits_fn(engine.unwrap(model), engine.device), tokenizer,
-                             [u.utt for u in dev], labels, args.max_seq_length)
+                             [u.text for u in dev], labels, args.max_seq_length)
         return task.score(dev, preds, bootstrap=0)
 
     step = FinetuneStep(args, engine, model, features, tokenizer.pad_token_id, steps_per_epoch, evaluate_dev, work_dir)
@@ -189,7 +189,7 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
         save_labels(work_dir, labels)
         write_json_atomic(work_dir / "run.json", {
             **run_record("finetune.py", args, engine), "task": args.task,
-            "domain": train[0].scenario if args.domain or args.all_domains else None,
+            "domain": train[0].domain if args.domain or args.all_domains else None,
             "data": {"fingerprints": fingerprints, "train_utterances": len(train), "dev_utterances": len(dev)},
             "labels": {k: len(v) for k, v in labels.items() if isinstance(v, list)}, "slot_ceiling": ceiling,
             "steps": loop["step"], "max_steps": max_steps, "best_step": loop["best_step"],

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.massive import sample
+from common.utterance import sample
 from common.onnx_models import ONNX_FILE
 from common.tasks import LABELS_FILE
 from common.pipeline import (EVERY_DOMAIN, FORMAT, MANIFEST, Pipeline, is_model_folder, print_scores, score_package,
@@ -125,8 +125,8 @@ def main(argv=None):
 def benchmark(args, work, test):
     """The DC model alone and the package end to end, timed in one run (common.latency)."""
     from common.latency import benchmark as time_model, cpu_name, within_spread
-    texts = [u.utt for u in test][:args.benchmark_utterances]
-    texts32 = [u.utt for u in test][:max(32 * 3, args.benchmark_utterances)]
+    texts = [u.text for u in test][:args.benchmark_utterances]
+    texts32 = [u.text for u in test][:max(32 * 3, args.benchmark_utterances)]
     rows = []
     dc = ("PyTorch fp32 DC", "torch") if args.variant == "torch" else (f"ONNX {args.variant} DC", "onnx")
     for name, kind, folder in ((*dc, work / "dc"),

@@ -23,7 +23,7 @@ def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1])
     p.add_argument("--model", required=True, help="export.py fp32/ or int8/ folder, a package.py folder, or a finetuned PyTorch folder")
     p.add_argument("--threads", type=positive_int)
-    p.add_argument("--max-length", type=positive_int, default=64,
+    p.add_argument("--max-seq-length", "--max-length", dest="max_seq_length", type=positive_int, default=64,
                    help="tokens per utterance; a longer one is refused, never cut (up to the model's positions)")
     p.add_argument("--blank", choices=("refuse", "empty"), default="refuse",
                    help="a blank utterance: refuse it (default), or answer it with an empty record")
@@ -56,10 +56,10 @@ def check_texts(texts, from_stdin, blank):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_max_length(str(checked_folder(args.model)), args.max_length, length_flag="--max-length")
+    check_max_length(str(checked_folder(args.model)), args.max_seq_length)
     texts = args.utterances or read_stdin()
     check_texts(texts, not args.utterances, args.blank)
-    predictor = Predictor(args.model, args.threads, args.max_length)
+    predictor = Predictor(args.model, args.threads, args.max_seq_length)
     predictor.check_lengths(texts)  # numbered as the input is
     filled = [t for t in texts if t.strip()]
     answers = iter(predictor(filled) if filled else [])

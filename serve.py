@@ -47,7 +47,8 @@ def parse_args(argv):
     p.add_argument("--model-batch", type=positive_int, default=4, help="texts per ONNX Runtime call")
     p.add_argument("--max-texts", type=positive_int, default=64, help="texts one request may hold")
     p.add_argument("--max-body-kb", type=positive_int, default=64, help="largest request body")
-    p.add_argument("--max-length", type=positive_int, default=64, help="tokens per text; a longer one is refused")
+    p.add_argument("--max-seq-length", "--max-length", dest="max_seq_length", type=positive_int, default=64,
+                   help="tokens per text; a longer one is refused")
     p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     p.add_argument("--graceful-timeout", type=positive_int, default=30,
                    help="seconds SIGTERM waits for the requests in flight")
@@ -77,10 +78,10 @@ def main(argv=None):
     if not os.path.isdir(args.model):
         raise UsageError(f"--model {args.model}: no such folder")
     checked_folder(args.model)  # a package's manifest, read and checked
-    settings = {"model": args.model, "threads": args.threads, "max_length": args.max_length, "model_batch": args.model_batch,
+    settings = {"model": args.model, "threads": args.threads, "max_length": args.max_seq_length, "model_batch": args.model_batch,
                 "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "max_texts": args.max_texts,
                 "max_body_kb": args.max_body_kb}
-    predictor = Predictor(args.model, args.threads, args.max_length, args.model_batch)  # one line if it does not load
+    predictor = Predictor(args.model, args.threads, args.max_seq_length, args.model_batch)  # one line if it does not load
     served = dict(host=args.host, port=args.port, access_log=args.access_log, log_level="info",
                   timeout_graceful_shutdown=args.graceful_timeout, loop="uvloop", http="httptools",
                   timeout_worker_healthcheck=120)  # a worker imports torch and loads its model first

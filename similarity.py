@@ -63,7 +63,7 @@ def main(argv=None):
     train = load_task_data(args, "train", "dc")[0]
     texts = defaultdict(list)
     for u in train:
-        texts[u.scenario].append(u.utt)
+        texts[u.domain].append(u.text)
     if len(texts) < 3:
         raise UsageError(f"--data has {len(texts)} class(es): a correlation over domains needs at least 3")
     rows = []

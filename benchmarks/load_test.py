@@ -219,7 +219,7 @@ def print_rows(rows):
 
 
 def request_bodies(args):
-    texts = [u.utt for u in load_task_data(args, "test")[0]]
+    texts = [u.text for u in load_task_data(args, "test")[0]]
     n = args.texts_per_request
     return [json.dumps({"texts": texts[i:i + n]}).encode() for i in range(0, len(texts) - n + 1, n)]
 

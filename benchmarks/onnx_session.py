@@ -57,7 +57,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op threads to compare")
     args = p.parse_args(argv)
-    texts = [u.utt for u in load_massive(args.data, None, ["test"])[0][:args.utterances]]
+    texts = [u.text for u in load_massive(args.data, None, ["test"])[0][:args.utterances]]
     models = {f"{folder} x{threads}": OnnxModel(folder, threads) for folder in args.folders for threads in args.threads}
     time_rounds(models, texts[:20], 1)  # warm-up
     times = time_rounds(models, texts, args.rounds)

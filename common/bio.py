@@ -13,7 +13,7 @@ import bisect
 
 import regex
 
-from common.massive import Slot
+from common.utterance import Slot
 
 OUTSIDE = "O"
 
@@ -85,9 +85,9 @@ def slot_ceiling(tokenizer, utterances, max_length):
     that does not come back (it starts or ends inside a token, e.g. inside one [UNK] covering a
     run of kana, or lies past the window) is an error no model on this tokenizer can avoid."""
     counts = {}
-    enc = tokenizer([u.utt for u in utterances], truncation=True, max_length=max_length, return_offsets_mapping=True)
+    enc = tokenizer([u.text for u in utterances], truncation=True, max_length=max_length, return_offsets_mapping=True)
     for offsets, u in zip(enc["offset_mapping"], utterances):
-        recovered = set(spans_from_tags(offsets, token_tags(offsets, u.slots), u.utt))
+        recovered = set(spans_from_tags(offsets, token_tags(offsets, u.slots), u.text))
         gold, ok = counts.setdefault(u.locale, [0, 0])
         counts[u.locale] = [gold + len(u.slots), ok + sum(slot in recovered for slot in u.slots)]
     return counts

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from common.jsonl import read_jsonl
-from common.massive import looks_like_local_path
+from common.utterance import looks_like_local_path
 from common.run import UsageError, file_fingerprint
 
 TEXT_SUFFIXES = (".jsonl", ".json", ".txt", ".text")

@@ -136,4 +136,4 @@ class Predictor:
         first = self.too_long(texts)
         if first:
             raise UsageError(f"utterance {first[0] + 1} has {first[1]} tokens, more than the {self.max_length}-token "
-                             f"window (max_length / --max-length); split it or raise the window")
+                             f"window (max_length / --max-seq-length); split it or raise the window")

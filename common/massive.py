@@ -1,40 +1,18 @@
-"""MASSIVE utterances: loading (JSONL files, folders, hub datasets) and annot_utt parsing.
+"""MASSIVE utterances: loading (JSONL files, folders, hub datasets) and annot_utt parsing, each
+row mapped onto the record every reader produces (common.utterance): its partition is the split,
+its scenario the domain, its utt the text.
 
 Slots are kept as character offsets into `utt`, never as word indices: ja-JP `utt` has no
 spaces while its `annot_utt` adds spaces around the brackets, so only characters line up.
 """
-import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.jsonl import read_jsonl
 from common.run import UsageError, file_fingerprint
-
-PARTITIONS = ("train", "dev", "test")
+from common.utterance import SPLITS, Slot, Utterance, looks_like_local_path
 # The hub release calls the dev partition "validation".
 HUB_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
-
-
-@dataclass(frozen=True)
-class Slot:
-    type: str
-    start: int  # character offset into utt, inclusive
-    end: int    # character offset into utt, exclusive
-
-
-@dataclass
-class Utterance:
-    id: str
-    locale: str
-    partition: str
-    scenario: str  # = domain
-    intent: str
-    utt: str
-    slots: list = field(default_factory=list)
-
-    def slot_text(self, slot):
-        return self.utt[slot.start:slot.end]
 
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
@@ -91,8 +69,8 @@ def utterance_from_row(row, where):
         slots = parse_annot_utt(row["annot_utt"], row["utt"])
     except ValueError as err:
         raise UsageError(f"{where}: {err}") from None
-    return Utterance(id=str(row.get("id", where)), locale=row["locale"], partition=row["partition"],
-                     scenario=row["scenario"], intent=row["intent"], utt=row["utt"], slots=slots)
+    return Utterance(id=str(row.get("id", where)), locale=row["locale"], split=row["partition"],
+                     domain=row["scenario"], intent=row["intent"], text=row["utt"], slots=slots)
 
 
 def _jsonl_files(source, locales):
@@ -111,23 +89,17 @@ def _jsonl_files(source, locales):
     return [path]
 
 
-def looks_like_local_path(source):
-    """A string is a local path if it exists, or if it is written like one (suffix, ./, /)."""
-    path = Path(source)
-    return path.exists() or source.startswith((".", "/", "~")) or path.suffix in (".jsonl", ".json", ".txt")
-
-
-def load_massive(sources, locales=None, partitions=PARTITIONS):
+def load_massive(sources, locales=None, splits=SPLITS):
     """Load MASSIVE utterances from JSONL files, folders of <locale>.jsonl, or hub dataset names.
 
-    Returns (utterances, fingerprints). Only rows of the given partitions and locales are kept.
+    Returns (utterances, fingerprints). Only rows of the given splits (MASSIVE's partitions) and locales are kept.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
-    partitions = tuple(partitions)
-    for partition in partitions:
-        if partition not in PARTITIONS:
-            raise UsageError(f"unknown MASSIVE partition {partition!r} (use one of {', '.join(PARTITIONS)})")
+    splits = tuple(splits)
+    for split in splits:
+        if split not in SPLITS:
+            raise UsageError(f"unknown MASSIVE split {split!r} (use one of {', '.join(SPLITS)})")
     utterances, fingerprints = [], []
     for source in map(str, sources):
         # A JSONL file or a folder of them is MASSIVE's own format; anything else (a hub name, a
@@ -137,45 +109,34 @@ def load_massive(sources, locales=None, partitions=PARTITIONS):
             for path in _jsonl_files(source, locales):
                 fingerprints.append(file_fingerprint(path) if path.is_file() else {"path": str(path)})
                 for number, row in read_jsonl(path):
-                    if row.get("partition") in partitions and (not locales or row.get("locale") in locales):
+                    if row.get("partition") in splits and (not locales or row.get("locale") in locales):
                         utterances.append(utterance_from_row(row, f"{path}:{number}"))
         else:
-            rows, fingerprint = _load_hub_massive(source, locales, partitions)
+            rows, fingerprint = _load_hub_massive(source, locales, splits)
             fingerprints.append(fingerprint)
             utterances.extend(rows)
     return utterances, fingerprints
 
 
-def sample(items, n, seed=0):
-    """A fixed random sample of n items, kept in their original order. The same for every run, so
-    all conditions of a study see the same utterances, and spread over every locale and domain
-    (the first n would be one locale's first domains)."""
-    if not n or n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
-
-
-def _load_hub_massive(name, locales, partitions):
+def _load_hub_massive(name, locales, splits):
     """A MASSIVE-format dataset from the hub (or a local dataset folder datasets can open)."""
     import datasets
 
     configs = list(locales) if locales else [None]
     utterances, fingerprint = [], {"dataset": name, "configs": configs, "fingerprints": []}
     for config in configs:
-        for partition in partitions:
+        for split in splits:
             try:
-                data = datasets.load_dataset(name, config, split=HUB_SPLIT[partition])
+                data = datasets.load_dataset(name, config, split=HUB_SPLIT[split])
             except Exception as err:  # datasets raises many types; the user needs the one line
                 raise UsageError(f"could not load dataset {name!r} (config {config}, split "
-                                 f"{HUB_SPLIT[partition]}): {str(err).splitlines()[0]}") from None
+                                 f"{HUB_SPLIT[split]}): {str(err).splitlines()[0]}") from None
             fingerprint["fingerprints"].append(data._fingerprint)
             label_names = {k: f.names for k, f in data.features.items() if hasattr(f, "names")}
             for index, row in enumerate(data):
                 row = {k: (label_names[k][v] if k in label_names else v) for k, v in row.items()}
-                row.setdefault("partition", partition)
-                row["partition"] = partition
+                row["partition"] = split
                 if locales and row.get("locale") not in locales:
                     continue
-                utterances.append(utterance_from_row(row, f"{name}[{HUB_SPLIT[partition]}][{index}]"))
+                utterances.append(utterance_from_row(row, f"{name}[{HUB_SPLIT[split]}][{index}]"))
     return utterances, fingerprint

@@ -7,7 +7,7 @@ from pathlib import Path
 import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from common.massive import looks_like_local_path
+from common.utterance import looks_like_local_path
 from common.run import UsageError
 
 

@@ -99,9 +99,9 @@ def score_package(pipeline, utterances, max_length=64, batch_size=64, bootstrap=
     """The system end to end: DC accuracy, and ICNER metrics with each utterance routed by the DC
     model's prediction and, beside it, by its gold domain; what routing costs is their difference."""
     dc, icner = TASKS["dc"], TASKS["icner"]
-    texts = [u.utt for u in utterances]
+    texts = [u.text for u in utterances]
     routed = pipeline.predict(texts, max_length, batch_size)
-    gold = pipeline.predict(texts, max_length, batch_size, domains=[u.scenario for u in utterances])
+    gold = pipeline.predict(texts, max_length, batch_size, domains=[u.domain for u in utterances])
     metrics = {"dc": dc.score(utterances, [r[0] for r in routed], bootstrap),
                "predicted_routing": icner.score(utterances, [r[1:] for r in routed], bootstrap),
                "gold_routing": icner.score(utterances, [r[1:] for r in gold], bootstrap)}
@@ -114,8 +114,8 @@ def score_package(pipeline, utterances, max_length=64, batch_size=64, bootstrap=
 
 def with_domains(utterances, data):
     """Scoring routing needs each utterance's gold domain."""
-    from common.task_data import NO_DOMAIN
-    if any(u.scenario == NO_DOMAIN for u in utterances):
+    from common.utterance import NO_DOMAIN
+    if any(u.domain == NO_DOMAIN for u in utterances):
         raise UsageError(f"--data {' '.join(data)}: utterances without a domain cannot score the routing "
                          "(MASSIVE, or CoNLL with '# domain = X' comments)")
     return utterances

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoConfig
 
 from common.losses import mlm_loss
-from common.massive import looks_like_local_path
+from common.utterance import looks_like_local_path
 from common.run import UsageError
 from common.transfer import mask_tokens
 

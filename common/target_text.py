@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from common.generic import load_generic, local_files
-from common.massive import looks_like_local_path
+from common.utterance import looks_like_local_path
 from common.run import UsageError
 from common.task_data import SPLIT_NAMES, detect_format, has_split, is_massive_jsonl, load_labelled
 
@@ -48,12 +48,12 @@ def load_target_text(sources, text_field=None, locales=None, with_dev=False):
             continue
         train, fingerprints, _ = load_labelled(source, "train", kind, text_column=text_field or "text",
                                                label_column=None, locales=locales)
-        result.texts += [u.utt for u in train]
+        result.texts += [u.text for u in train]
         result.fingerprints += fingerprints
         if result.dev_texts is not None and not has_split(source, "dev", kind):
             result.dev_texts = None
         if result.dev_texts is not None:
-            result.dev_texts += [u.utt for u in load_labelled(source, "dev", kind, text_column=text_field or "text",
+            result.dev_texts += [u.text for u in load_labelled(source, "dev", kind, text_column=text_field or "text",
                                                               label_column=None, locales=locales)[0]]
     if not result.texts:
         raise UsageError(f"--target-data {' '.join(sources)} has no train utterances"

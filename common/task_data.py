@@ -12,12 +12,12 @@ Formats (detected from the files; --data-format forces one):
            a file per split with a text and a label column (--text-column, --label-column):
            classification, for DC-style tasks (any label set: a domain, a topic, an intent)
 
-Every format becomes the record the metrics use (common.massive.Utterance): BIO and CoNLL tokens
+Every format becomes the record the metrics use (common.utterance.Utterance): BIO and CoNLL tokens
 are joined by one space (CoNLL with `# text`: found in the original text) and each slot is the
 character span of its tokens; tags become slots as
 seqeval reads them (its get_entities: an I- that does not continue a slot of its type opens one),
 so span metrics on the records equal seqeval's on the tags. The label of classification data is
-the record's `scenario`, what DC predicts. Formats without locales or domains get UNDETERMINED and
+the record's `domain`, what DC predicts (and its `intent`). Formats without locales or domains get UNDETERMINED and
 NO_DOMAIN; --locales filters MASSIVE only.
 """
 import csv
@@ -29,23 +29,16 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from common.conll import parse_columns, read_blocks, token_offsets
 from common.jsonl import read_jsonl
-from common.massive import (
-    PARTITIONS,
-    Slot,
-    Utterance,
-    load_massive,
-    looks_like_local_path,
-)
+from common.massive import load_massive
 from common.run import UsageError, file_fingerprint
 from common.tasks import TASKS
+from common.utterance import NO_DOMAIN, SPLITS, UNDETERMINED, Slot, Utterance, looks_like_local_path
 
 FORMATS = ("massive", "bio", "conll", "csv", "tsv", "jsonl")
 CLASSIFICATION = ("csv", "tsv", "jsonl")
 SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "valid", "validation"), "test": ("test",)}
 SPLIT_SUFFIXES = {".conll": "conll", ".csv": "csv", ".tsv": None, ".txt": None, ".jsonl": "jsonl"}  # None: sniffed
 BIO_FILES = ("seq.in", "seq.out", "label")
-UNDETERMINED = "und"  # BCP 47's "undetermined language": the locale of data that does not name one
-NO_DOMAIN = "-"
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
 _MASSIVE_FIELDS = {"utt", "annot_utt", "partition"}
 
@@ -73,8 +66,8 @@ def load_labelled(sources, split, data_format="auto", text_column="text", label_
                   task=None, conll_columns=None):
     """(utterances, fingerprints, format) of one split (train, dev or test) of labelled data; with a
     task (dc, icner), data that cannot train or score it is refused."""
-    if split not in PARTITIONS:
-        raise UsageError(f"unknown split {split!r} (use one of {', '.join(PARTITIONS)})")
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r} (use one of {', '.join(SPLITS)})")
     sources = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
     kinds = {s: detect_format(s) if data_format == "auto" else data_format for s in sources}
     if len(set(kinds.values())) > 1:
@@ -85,7 +78,7 @@ def load_labelled(sources, split, data_format="auto", text_column="text", label_
     if task:
         task.check_format(kind, sources)
     if kind == "massive":
-        return (*load_massive(sources, locales, partitions=[split]), kind)
+        return (*load_massive(sources, locales, splits=[split]), kind)
     utterances, fingerprints = [], []
     for source in sources:
         path = split_path(source, split, kind)
@@ -218,8 +211,8 @@ def utterance_from_tags(tokens, tags, intent, where, split, domain=NO_DOMAIN, te
             position += len(token) + 1
     slots = [Slot(kind, starts[first], starts[last] + len(tokens[last]))
              for kind, first, last in get_entities(list(tags))]
-    return Utterance(id=where, locale=UNDETERMINED, partition=split, scenario=domain, intent=intent,
-                     utt=" ".join(tokens) if text is None else text, slots=slots)
+    return Utterance(id=where, locale=UNDETERMINED, split=split, domain=domain, intent=intent,
+                     text=" ".join(tokens) if text is None else text, slots=slots)
 
 
 def read_bio_folder(folder, split):
@@ -264,8 +257,8 @@ def read_classification(path, split, kind, text_column, label_column):
         if label is None or not str(label).strip():
             raise UsageError(f"{where}: empty label in column {label_column!r}")
         label = str(label).strip()
-        utterances.append(Utterance(id=where, locale=UNDETERMINED, partition=split, scenario=label, intent=label,
-                                    utt=text.strip(), slots=[]))
+        utterances.append(Utterance(id=where, locale=UNDETERMINED, split=split, domain=label, intent=label,
+                                    text=text.strip(), slots=[]))
     return utterances
 
 
@@ -308,7 +301,7 @@ def words_and_tags(utterance):
     """Whitespace tokens of an utterance and their BIO tags. Raises UsageError when a slot edge falls
     inside a token (the format cannot say it)."""
     tokens, tags, position = [], [], 0
-    for token in utterance.utt.split(" "):
+    for token in utterance.text.split(" "):
         start, end = position, position + len(token)
         position = end + 1
         inside = [s for s in utterance.slots if start < s.end and end > s.start]
@@ -334,7 +327,7 @@ def write_conll(path, utterances):
     blocks = []
     for u in utterances:
         tokens, tags = words_and_tags(u)
-        blocks.append(f"# intent = {u.intent}\n# domain = {u.scenario}\n" +
+        blocks.append(f"# intent = {u.intent}\n# domain = {u.domain}\n" +
                       "".join(f"{t}\t{g}\n" for t, g in zip(tokens, tags)))
     Path(path).write_text("\n".join(blocks), encoding="utf-8")
 
@@ -342,7 +335,7 @@ def write_conll(path, utterances):
 def write_classification(path, utterances, text_column="text", label_column="label"):
     """CSV, TSV (by the suffix) or JSONL of text and domain."""
     path = Path(path)
-    rows = [{text_column: u.utt, label_column: u.scenario} for u in utterances]
+    rows = [{text_column: u.text, label_column: u.domain} for u in utterances]
     if path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         return

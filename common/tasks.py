@@ -37,7 +37,7 @@ class Task:
 
     def build_labels(self, train_utterances):
         """Label maps from the train split only; saved with the model."""
-        return {"task": self.name, "domains": sorted({u.scenario for u in train_utterances})}
+        return {"task": self.name, "domains": sorted({u.domain for u in train_utterances})}
 
     def check_label_overlap(self, known, utterances, what, data_flag="--data"):
         """A model (or a train split) that knows none of the data's labels can only score 0: refuse it.
@@ -130,18 +130,18 @@ class DomainClassification(Task):
     name, label_key, headline_metric, headline_label = "dc", "domains", "accuracy", "DC accuracy"
 
     def gold(self, utterance):
-        return utterance.scenario
+        return utterance.domain
 
     def check_utterances(self, utterances, kind, sources):
-        from common.task_data import NO_DOMAIN
-        if any(u.scenario == NO_DOMAIN for u in utterances):
+        from common.utterance import NO_DOMAIN
+        if any(u.domain == NO_DOMAIN for u in utterances):
             raise UsageError(f"--task dc needs a class per utterance; {' '.join(sources)} is {kind} data without "
                              "domains (use CSV/TSV/JSONL classification data, or CoNLL with '# domain = X' comments)")
 
     def encode(self, tokenizer, utterances, labels, max_length):
-        enc = tokenizer([u.utt for u in utterances], truncation=True, max_length=max_length)
+        enc = tokenizer([u.text for u in utterances], truncation=True, max_length=max_length)
         index = {d: i for i, d in enumerate(labels["domains"])}
-        return [{"input_ids": ids, "label": index.get(u.scenario, -1)} for ids, u in zip(enc["input_ids"], utterances)]
+        return [{"input_ids": ids, "label": index.get(u.domain, -1)} for ids, u in zip(enc["input_ids"], utterances)]
 
     def model_class(self):
         from transformers import AutoModelForSequenceClassification
@@ -162,11 +162,11 @@ class DomainClassification(Task):
 
     def score(self, utterances, predictions, bootstrap=1000):
         from common.metrics import dc_metrics
-        return dc_metrics([u.scenario for u in utterances], predictions, groups=[u.locale for u in utterances],
+        return dc_metrics([u.domain for u in utterances], predictions, groups=[u.locale for u in utterances],
                           bootstrap=bootstrap)
 
     def items(self, utterances, predictions):
-        return {"correct": [int(u.scenario == p) for u, p in zip(utterances, predictions)]}
+        return {"correct": [int(u.domain == p) for u, p in zip(utterances, predictions)]}
 
     def record(self, text, prediction):
         return {"domain": prediction}
@@ -201,7 +201,7 @@ class IntentAndSlots(Task):
                              f"{kind} classification data (use --task dc)")
 
     def encode(self, tokenizer, utterances, labels, max_length):
-        enc = tokenizer([u.utt for u in utterances], truncation=True, max_length=max_length,
+        enc = tokenizer([u.text for u in utterances], truncation=True, max_length=max_length,
                         return_offsets_mapping=True)
         intents = {d: i for i, d in enumerate(labels["intents"])}
         slots = {d: i for i, d in enumerate(labels["slots"])}
@@ -236,13 +236,13 @@ class IntentAndSlots(Task):
 
     def score(self, utterances, predictions, bootstrap=1000):
         from common.metrics import icner_metrics
-        examples = [(u.utt, u.intent, u.slots, intent, slots) for u, (intent, slots) in zip(utterances, predictions)]
-        return icner_metrics(examples, domains=[u.scenario for u in utterances], locales=[u.locale for u in utterances],
+        examples = [(u.text, u.intent, u.slots, intent, slots) for u, (intent, slots) in zip(utterances, predictions)]
+        return icner_metrics(examples, domains=[u.domain for u in utterances], locales=[u.locale for u in utterances],
                              bootstrap=bootstrap)
 
     def items(self, utterances, predictions):
         from common.metrics import icner_items
-        examples = [(u.utt, u.intent, u.slots, i, s) for u, (i, s) in zip(utterances, predictions)]
+        examples = [(u.text, u.intent, u.slots, i, s) for u, (i, s) in zip(utterances, predictions)]
         return {k: v.astype(int).tolist() for k, v in icner_items(examples).items()}
 
     def ceiling(self, tokenizer, utterances, max_length):

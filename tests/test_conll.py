@@ -41,12 +41,12 @@ def folder_of(tmp_path, text, name="data"):
 
 
 def slots(u):
-    return [(s.type, u.utt[s.start:s.end], s.start, s.end) for s in u.slots]
+    return [(s.type, u.text[s.start:s.end], s.start, s.end) for s in u.slots]
 
 
 def test_the_four_column_layout_with_text_gives_offsets_into_the_original_text(tmp_path):
     utterances, files, kind = load_labelled(folder_of(tmp_path, FOUR), "train")
-    assert kind == "conll" and [u.utt for u in utterances] == ["Regnet es heute?", "Wecker für 7 Uhr, bitte"]
+    assert kind == "conll" and [u.text for u in utterances] == ["Regnet es heute?", "Wecker für 7 Uhr, bitte"]
     assert [u.intent for u in utterances] == ["weather/find", "alarm/set"]
     # a type with '/' keeps its whole name; the spans are those of the real text, not of joined tokens
     assert slots(utterances[0]) == [("weather/attribute", "Regnet", 0, 6), ("datetime", "heute", 10, 15)]
@@ -59,7 +59,7 @@ def test_the_four_column_layout_with_text_gives_offsets_into_the_original_text(t
 def test_each_layout_is_detected(tmp_path, text, layout):
     utterances, files, _ = load_labelled(folder_of(tmp_path, text), "train")
     assert files[0]["conll_layout"] == layout and files[0]["text_spacing"] == "tokens joined by one space"
-    assert utterances[0].utt == "play some jazz" and utterances[0].intent == "play_music"
+    assert utterances[0].text == "play some jazz" and utterances[0].intent == "play_music"
     assert slots(utterances[0]) == [("music_genre", "jazz", 10, 14)]
 
 
@@ -74,7 +74,7 @@ def test_conll_columns_forces_a_layout_detection_cannot_tell(tmp_path, teacher_d
     forced = "# intent = play_music\nplay\t1\tO\nsome\t2\tO\njazz\t3\tB-music_genre\n"  # token index tag
     columns = {"token": 0, "index": 1, "tag": 2}
     utterances, files, _ = load_labelled(folder_of(tmp_path, forced, "forced"), "train", conll_columns=columns)
-    assert utterances[0].utt == "play some jazz" and files[0]["conll_layout"] == "token index tag"
+    assert utterances[0].text == "play some jazz" and files[0]["conll_layout"] == "token index tag"
     from common.conll import parse_columns
     assert parse_columns("token=2,intent=3,tag=4") == {"token": 1, "intent": 2, "tag": 3}
 
@@ -106,7 +106,7 @@ def test_metrics_on_the_four_column_layout_equal_those_on_token_tag(tmp_path, te
         four, two = [], []
         for u in utterances:
             tokens, tags = words_and_tags(u)
-            four.append(f"# text = {u.utt}\n" + "".join(f"{i}\t{t}\t{u.intent}\t{g}\n"
+            four.append(f"# text = {u.text}\n" + "".join(f"{i}\t{t}\t{u.intent}\t{g}\n"
                                                          for i, (t, g) in enumerate(zip(tokens, tags), 1)))
             two.append(f"# intent = {u.intent}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(tokens, tags)))
         (layouts["four"] / f"{split}.conll").write_text("\n".join(four), encoding="utf-8")

@@ -53,7 +53,7 @@ def exported(finetuned, data_dir, tmp_path_factory):
 def dev_batch(folder, data_dir):
     """Every en-US and ja-JP dev utterance of the fixture, tokenized as one padded batch."""
     from transformers import AutoTokenizer
-    texts = [u.utt for u in load_massive(data_dir / "massive", ["en-US", "ja-JP"], ["dev"])[0]]
+    texts = [u.text for u in load_massive(data_dir / "massive", ["en-US", "ja-JP"], ["dev"])[0]]
     return AutoTokenizer.from_pretrained(folder)(texts, padding=True, truncation=True, max_length=64,
                                                  return_tensors="np")
 
@@ -222,8 +222,8 @@ def test_long_inputs_are_refused_not_cut(exported, capsys):
     assert Predictor(exported / "icner" / "int8", max_length=128)(long_text[:150])["intent"]  # a wider window
     expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), long_text],
                        "more than the 64-token window")
-    expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), "--max-length", "100000",
-                                              "hi"], "--max-length 100000 exceeds the 128 positions")
+    expect_usage_error(capsys, predict.main, ["--model", str(exported / "icner" / "int8"), "--max-seq-length", "100000",
+                                              "hi"], "--max-seq-length 100000 exceeds the 128 positions")
 
 
 @pytest.fixture(scope="module")
@@ -341,9 +341,9 @@ def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(
                                                                                            "package (int8)"]
     pipeline = Pipeline(out)
     dev = load_massive(per_domain / "data", None, ["dev"])[0]
-    routed = pipeline.predict([u.utt for u in dev])
-    dc_right = [u for u, r in zip(dev, routed) if r[0] == u.scenario]
-    dc_wrong = [u for u, r in zip(dev, routed) if r[0] != u.scenario]
+    routed = pipeline.predict([u.text for u in dev])
+    dc_right = [u for u, r in zip(dev, routed) if r[0] == u.domain]
+    dc_wrong = [u for u, r in zip(dev, routed) if r[0] != u.domain]
     assert dc_right and dc_wrong, "the weak DC model should be right on some utterances and wrong on others"
     # where DC is right, routing costs nothing: the same predictions, the same metrics
     metrics, _ = score_package(pipeline, dc_right)
@@ -351,8 +351,8 @@ def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(
     # where it is wrong, the other domain's model cannot know the utterance's intent (MASSIVE intents
     # belong to one domain): every intent gold routing got right is lost
     metrics, _ = score_package(pipeline, dev)
-    gold = pipeline.predict([u.utt for u in dev], domains=[u.scenario for u in dev])
-    lost = sum(r[0] != u.scenario and g[1] == u.intent for u, r, g in zip(dev, routed, gold))
+    gold = pipeline.predict([u.text for u in dev], domains=[u.domain for u in dev])
+    lost = sum(r[0] != u.domain and g[1] == u.intent for u, r, g in zip(dev, routed, gold))
     assert lost > 0 and metrics["predicted_routing"]["intent_accuracy"] == pytest.approx(
         metrics["gold_routing"]["intent_accuracy"] - lost / len(dev))
     assert metrics["routing_cost_points"]["intent_accuracy"] == pytest.approx(100 * lost / len(dev), abs=1e-3)
@@ -363,10 +363,10 @@ def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(
                           str(tmp_path / "m.json"), "--bootstrap", "0"]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["routing_cost_points"] == metrics["routing_cost_points"]
     capsys.readouterr()
-    assert predict.main(["--model", str(out), dev[0].utt]) == 0
+    assert predict.main(["--model", str(out), dev[0].text]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["domain"] == routed[0][0] and answer["intent"] == routed[0][1] and isinstance(answer["slots"], list)
-    assert Predictor(out)(dev[0].utt) == {k: v for k, v in answer.items() if k != "text"}
+    assert Predictor(out)(dev[0].text) == {k: v for k, v in answer.items() if k != "text"}
     # a study's REPORT.md shows the package's latency table and names the command that serves it
     from common.report import package_lines
     shutil.copytree(out, tmp_path / "study" / "export" / "package")

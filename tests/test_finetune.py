@@ -24,14 +24,14 @@ def test_dc_learns_above_chance_and_evaluates(teacher_dir, data_dir, tmp_path):
     finetune.main(ft_args(teacher_dir, data_dir, out, "dc", "--epochs", "12", "--patience", "100"))
     run = json.loads((out / "run.json").read_text())
     dev, _ = load_massive(data_dir / "massive", ["en-US"], ["dev"])
-    majority = Counter(u.scenario for u in dev).most_common(1)[0][1] / len(dev)
+    majority = Counter(u.domain for u in dev).most_common(1)[0][1] / len(dev)
     assert run["dev_metrics"]["accuracy"] > majority + 0.15
     metrics_file = tmp_path / "m.json"
     evaluate.main(["--model", str(out), "--data", str(data_dir / "massive"), "--locales", "en-US",
                    "--output", str(metrics_file), "--bootstrap", "100"])
     m = json.loads(metrics_file.read_text())["metrics"]
     assert 0 <= m["accuracy_ci95"][0] <= m["accuracy"] <= m["accuracy_ci95"][1]
-    assert set(m["per_domain_accuracy"]) == {u.scenario for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0]}
+    assert set(m["per_domain_accuracy"]) == {u.domain for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0]}
 
 
 def test_joint_model_save_load_same_predictions(teacher_dir, tmp_path):
@@ -51,7 +51,7 @@ def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
     from tokenizers import SentencePieceUnigramTokenizer
     from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
 
-    texts = [u.utt for u in load_massive(data_dir / "massive", ["ja-JP", "de-DE"])[0]]
+    texts = [u.text for u in load_massive(data_dir / "massive", ["ja-JP", "de-DE"])[0]]
     sp = SentencePieceUnigramTokenizer()
     sp.train_from_iterator(texts, vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
                            unk_token="<unk>")
@@ -67,8 +67,8 @@ def test_icner_per_domain_and_multilingual_sentencepiece(tmp_path, data_dir):
     out = tmp_path / "icner"
     finetune.main(ft_args(enc_dir, data_dir, out, "icner", "--all-domains", "--max-steps", "3",
                           locales=("ja-JP", "de-DE")))
-    domains = {u.scenario for u in load_massive(data_dir / "massive", ["ja-JP"], ["train"])[0]} & \
-        {u.scenario for u in load_massive(data_dir / "massive", ["ja-JP"], ["dev"])[0]}
+    domains = {u.domain for u in load_massive(data_dir / "massive", ["ja-JP"], ["train"])[0]} & \
+        {u.domain for u in load_massive(data_dir / "massive", ["ja-JP"], ["dev"])[0]}
     assert {p.name for p in out.iterdir() if p.is_dir()} == domains
     assert json.loads((out / "run.json").read_text())["per_domain"]
     metrics_file = tmp_path / "m.json"

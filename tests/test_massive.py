@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-from common.massive import Slot, load_massive, parse_annot_utt, sample
+from common.massive import load_massive, parse_annot_utt
+from common.utterance import Slot, sample
 from common.run import UsageError
 from conftest import MASSIVE, write_jsonl
 
@@ -57,11 +58,11 @@ def test_every_real_line_parses_and_slot_text_is_the_bracketed_text(locale):
 
 
 def test_folder_locales_and_partitions(data_dir):
-    train, _ = load_massive(data_dir / "massive", locales=["en-US", "ja-JP"], partitions=["train"])
+    train, _ = load_massive(data_dir / "massive", locales=["en-US", "ja-JP"], splits=["train"])
     assert {u.locale for u in train} == {"en-US", "ja-JP"}
-    assert {u.partition for u in train} == {"train"}
+    assert {u.split for u in train} == {"train"}
     everything, _ = load_massive(data_dir / "massive", locales=["en-US"])
-    assert {u.partition for u in everything} == {"train", "dev", "test"}
+    assert {u.split for u in everything} == {"train", "dev", "test"}
 
 
 def test_hub_style_dataset_folder(tmp_path, data_dir):
@@ -80,9 +81,9 @@ def test_hub_style_dataset_folder(tmp_path, data_dir):
     folder.mkdir()
     ds.to_parquet(str(folder / "train.parquet"))
     # A folder without JSONL is a dataset for load_dataset, as a hub name is.
-    utterances, fingerprints = load_massive(str(folder), partitions=["train"])
-    assert [u.utt for u in utterances] == [r["utt"] for r in rows]
-    assert utterances[0].scenario == rows[0]["scenario"]
+    utterances, fingerprints = load_massive(str(folder), splits=["train"])
+    assert [u.text for u in utterances] == [r["utt"] for r in rows]
+    assert utterances[0].domain == rows[0]["scenario"]
     assert fingerprints[0]["dataset"] == str(folder)
 
 

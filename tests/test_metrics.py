@@ -1,6 +1,6 @@
 import pytest
 
-from common.massive import Slot
+from common.utterance import Slot
 from common.metrics import bootstrap_ci, dc_metrics, icner_metrics, semantic_errors
 
 UTT = "wake me up at five am this week"

@@ -96,7 +96,7 @@ class Server:
 def test_concurrent_requests_get_the_predictors_answers_batched_together(packages, data_dir, tmp_path):
     """Requests sent together (and waited for: --max-wait-ms) share model calls, and each still
     gets exactly what the Predictor answers for its own texts; the torch package the same."""
-    texts = [u.utt for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0][:24]]
+    texts = [u.text for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0][:24]]
     starts = [0, 1, 3, 6, 7, 9, 12, 13, 15, 18, 19, 21, 24]
     requests = [texts[a:b] for a, b in zip(starts, starts[1:])]  # 1, 2, 3, 1, 2, 3, ... texts
     for variant in ("int8", "torch"):

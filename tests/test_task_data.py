@@ -13,11 +13,12 @@ from seqeval.metrics import f1_score
 import distill
 import evaluate
 import finetune
-from common.massive import Slot, load_massive
+from common.massive import load_massive
 from common.metrics import icner_metrics
 from common.run import UsageError
 from common.target_text import load_target_text
-from common.task_data import NO_DOMAIN, detect_format, load_labelled, utterance_from_tags, words_and_tags, write_bio
+from common.utterance import NO_DOMAIN, Slot
+from common.task_data import detect_format, load_labelled, utterance_from_tags, words_and_tags, write_bio
 from conftest import expect_usage_error, write_jsonl
 
 SPLITS = {"train": "train", "dev": "valid", "test": "test"}  # the BIO layout's usual folder names
@@ -40,10 +41,10 @@ def converted(data_dir, tmp_path_factory):
         utterances = massive_split(data_dir, split)
         write_bio(root / "bio" / folder, utterances)
         tagged = [words_and_tags(u) for u in utterances]
-        blocks = [f"# text = {u.utt}\n# intent = {u.intent}\n# domain = {u.scenario}\n" +
+        blocks = [f"# text = {u.text}\n# intent = {u.intent}\n# domain = {u.domain}\n" +
                   "".join(f"{token}\t{tag}\n" for token, tag in zip(*tt)) for u, tt in zip(utterances, tagged)]
         (root / "conll" / f"{folder}.conll").write_text("\n".join(blocks), encoding="utf-8")
-        table = [{"utterance": u.utt, "domain": u.scenario} for u in utterances]
+        table = [{"utterance": u.text, "domain": u.domain} for u in utterances]
         for kind, delimiter in (("csv", ","), ("tsv", "\t")):
             with open(root / kind / f"{folder}.{kind}", "w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=["utterance", "domain"], delimiter=delimiter)
@@ -61,13 +62,13 @@ def test_every_reader_gives_the_massive_records(converted, data_dir):
         gold = massive_split(data_dir, split)
         bio = load_labelled(converted / "bio", split)[0]
         conll = load_labelled(converted / "conll", split)[0]
-        assert [(u.utt, u.intent, u.slots) for u in bio] == [(u.utt, u.intent, u.slots) for u in gold]
-        assert [(u.utt, u.intent, u.scenario, u.slots) for u in conll] == \
-               [(u.utt, u.intent, u.scenario, u.slots) for u in gold]
-        assert {u.scenario for u in bio} == {NO_DOMAIN}
+        assert [(u.text, u.intent, u.slots) for u in bio] == [(u.text, u.intent, u.slots) for u in gold]
+        assert [(u.text, u.intent, u.domain, u.slots) for u in conll] == \
+               [(u.text, u.intent, u.domain, u.slots) for u in gold]
+        assert {u.domain for u in bio} == {NO_DOMAIN}
         for kind in ("csv", "tsv", "jsonl"):
             table = load_labelled(converted / kind, split, text_column="utterance", label_column="domain")[0]
-            assert [(u.utt, u.scenario) for u in table] == [(u.utt, u.scenario) for u in gold]
+            assert [(u.text, u.domain) for u in table] == [(u.text, u.domain) for u in gold]
 
 
 def test_data_format_forces_the_reader(tmp_path):
@@ -79,7 +80,7 @@ def test_data_format_forces_the_reader(tmp_path):
         (tmp_path / "conll" / f"{split}.txt").write_text("# intent = play_music\nplay\tO\njazz\tB-genre\n")
     assert detect_format(tmp_path / "tsv") == "tsv" and detect_format(tmp_path / "conll") == "conll"
     rows = load_labelled(tmp_path / "tsv", "dev")[0]
-    assert [(u.utt, u.scenario) for u in rows] == [("wake me up", "alarm"), ("play jazz", "music")]
+    assert [(u.text, u.domain) for u in rows] == [("wake me up", "alarm"), ("play jazz", "music")]
     assert load_labelled(tmp_path / "conll", "train")[0][0].slots == [Slot("genre", 5, 9)]
     with pytest.raises(UsageError, match="tsv/train.txt:1: utterance without an intent"):
         load_labelled(tmp_path / "tsv", "train", data_format="conll")
@@ -100,7 +101,7 @@ def test_tags_become_slots_as_seqeval_reads_them():
         g_u, p_u = utterance_from_tags(tokens, gold, "i", f"g{n}", "test"), utterance_from_tags(tokens, pred, "i", f"p{n}", "test")
         gold_tags.append(gold)
         pred_tags.append(pred)
-        examples.append((g_u.utt, "i", g_u.slots, "i", p_u.slots))
+        examples.append((g_u.text, "i", g_u.slots, "i", p_u.slots))
     metrics = icner_metrics(examples, bootstrap=0)
     assert metrics["slot_f1"] == pytest.approx(f1_score(gold_tags, pred_tags))
     assert utterance_from_tags(["wake", "me", "at", "five"], ["O", "O", "I-time", "I-time"], "i", "w", "test").slots == \
@@ -154,7 +155,7 @@ def test_classification_files_train_dc_and_unseen_labels_count_as_errors(teacher
 
 
 def test_plain_text_target_data_in_distill_and_mlm(teacher_dir, data_dir, tmp_path):
-    utterances = [u.utt for u in massive_split(data_dir, "train")]
+    utterances = [u.text for u in massive_split(data_dir, "train")]
     text = tmp_path / "traffic.txt"
     text.write_text("\n".join(utterances) + "\n\n", encoding="utf-8")  # a blank line is no utterance
     loaded = load_target_text(text)
@@ -260,8 +261,8 @@ def test_the_own_data_example_writes_formats_that_read_back_as_massive(data_dir,
         bio = load_labelled(out / "slots", split, task="icner")[0]
         conll = load_labelled(out / "slots.conll", split, task="dc")[0]
         classes = load_labelled(out / "domains", split, text_column="utterance", label_column="domain", task="dc")[0]
-        assert [(u.utt, u.intent, slots(u)) for u in bio] == [(g.utt, g.intent, slots(g)) for g in gold]
-        assert [(u.utt, u.scenario, u.intent, slots(u)) for u in conll] == \
-            [(g.utt, g.scenario, g.intent, slots(g)) for g in gold]
-        assert [(u.utt, u.scenario) for u in classes] == [(g.utt, g.scenario) for g in gold]
-    assert load_target_text(out / "traffic.txt").texts == [g.utt for g in massive_split(data_dir, "train")]
+        assert [(u.text, u.intent, slots(u)) for u in bio] == [(g.text, g.intent, slots(g)) for g in gold]
+        assert [(u.text, u.domain, u.intent, slots(u)) for u in conll] == \
+            [(g.text, g.domain, g.intent, slots(g)) for g in gold]
+        assert [(u.text, u.domain) for u in classes] == [(g.text, g.domain) for g in gold]
+    assert load_target_text(out / "traffic.txt").texts == [g.text for g in massive_split(data_dir, "train")]

@@ -15,9 +15,9 @@ def tokenizer(tokenizer_dir):
 
 def make_stream(tokenizer, data_dir, ratio, seq_length=64, streaming=False):
     corpus = load_generic(data_dir / "wiki.jsonl", streaming=streaming)
-    utts, _ = load_massive(data_dir / "massive", locales=["en-US", "ja-JP"], partitions=["train"])
+    utts, _ = load_massive(data_dir / "massive", locales=["en-US", "ja-JP"], splits=["train"])
     generic = PackedSequences(TokenSource("generic", tokenizer, 0, corpus.documents, corpus.open_stream), seq_length)
-    target = PackedSequences(TokenSource("target", tokenizer, 1, [u.utt for u in utts]), seq_length)
+    target = PackedSequences(TokenSource("target", tokenizer, 1, [u.text for u in utts]), seq_length)
     return TransferStream(generic, target, ratio)
 
 

@@ -32,7 +32,7 @@ def main(argv=None):
         utterances = load_massive(args.massive, args.locales, [split])[0]
         if split == "train":
             out.mkdir(parents=True, exist_ok=True)
-            (out / "traffic.txt").write_text("".join(u.utt + "\n" for u in utterances), encoding="utf-8")
+            (out / "traffic.txt").write_text("".join(u.text + "\n" for u in utterances), encoding="utf-8")
         write_bio(out / "slots" / name, utterances)
         (out / "slots.conll").mkdir(exist_ok=True)
         write_conll(out / "slots.conll" / f"{name}.conll", utterances)
