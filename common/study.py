@@ -8,9 +8,10 @@ several locales, each finding is also contrasted between every two locales: is i
 larger in one than in the other?
 """
 import json
-import re
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Optional
 
 import numpy as np
 
@@ -48,11 +49,40 @@ FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats tr
             ("adapted_r0", "distill_r0", "an adapted teacher helps (generic-only transfer set)")]
 
 
+@dataclass(frozen=True)
+class Condition:
+    """How a condition's student is made; its name is its folder's. The runner (reproduce.sh, through
+    common.profiles) makes these, aggregate.py reads them back from the folders."""
+    kind: str                   # one of KINDS
+    ratio: Optional[str] = None  # distill and adapted: the target ratio as RATIOS writes it ("0.3")
+
+    KINDS = ("scratch", "undistilled", "distill", "adapted", "teacher")
+    DISTILLED = ("distill", "adapted")  # distilled over a transfer set: a ratio, and a budget
+
+    @property
+    def name(self):
+        return f"{self.kind}_r{self.ratio}" if self.kind in self.DISTILLED else self.kind
+
+    @classmethod
+    def of(cls, name):
+        """The condition a folder holds, or None for a folder that is no condition."""
+        kind, sep, ratio = name.partition("_r")
+        if kind not in cls.KINDS or bool(sep) != (kind in cls.DISTILLED):
+            return None
+        try:
+            float(ratio or 0)
+        except ValueError:
+            return None
+        return cls(kind, ratio or None)
+
+    def order(self):
+        """scratch, undistilled, distilled by ratio, adapted-teacher students by ratio, teacher."""
+        return self.KINDS.index(self.kind), float(self.ratio or 0)
+
+
 def condition_order(name):
-    """scratch, undistilled, distilled by ratio, adapted-teacher students by ratio, teacher."""
-    ratio = re.search(r"_r([\d.]+)$", name)
-    group = {"scratch": 0, "undistilled": 1, "distill": 2, "adapted": 3, "teacher": 4}.get(name.split("_")[0], 5)
-    return group, float(ratio.group(1)) if ratio else 0.0
+    condition = Condition.of(name)
+    return condition.order() if condition else (len(Condition.KINDS), 0.0)
 
 
 def read_json(path):

@@ -373,7 +373,8 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(teacher_dir, data_
 
     # A failing job names itself and its log, and exits 255: xargs launches no more jobs after it.
     shutil.rmtree(study / "seed1" / "scratch" / "dc")
-    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", "--job", "1", "scratch", "-"], cwd=REPO,
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", "--job", "1", "scratch", "-", "scratch", "-", "-"],
+                          cwd=REPO,
                           env=dict(os.environ, OUT_ROOT=str(study), NGPU="0", **dict(tiny, DATA_FORMAT="bio")),
                           # not MASSIVE's format
                           capture_output=True, text=True, timeout=300)
@@ -391,7 +392,8 @@ def test_an_interrupted_job_keeps_its_checkpoint_and_says_so(teacher_dir, data_d
                TASK_DATA=str(data_dir / "massive"), STUDENT_LAYERS="1", STUDENT_HIDDEN="16", STUDENT_HEADS="2",
                STUDENT_INIT="random", SEQ_LEN="16", DISTILL_BATCH="4", DISTILL_TOKENS="100000000",
                DISTILL_FLAGS="--save-steps 2")
-    proc = subprocess.Popen(["bash", str(REPO / "reproduce.sh"), "--profile", "cpu", "--job", "1", "distill_r1", "-"],
+    proc = subprocess.Popen(["bash", str(REPO / "reproduce.sh"), "--profile", "cpu", "--job", "1", "distill_r1", "-", "distill", "1",
+                             "-"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     work = study / "seed1" / "distill_r1" / "student.partial"
@@ -521,8 +523,8 @@ def test_help_lists_every_knob_with_each_profiles_default():
     listed = re.findall(r"^  ([A-Z_]+)=", proc.stdout, re.M)
     used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)", (REPO / "reproduce.sh").read_text()
                           + (REPO / "configs" / "check_knobs.sh").read_text()))
-    internal = {"SELF", "PROFILES", "ENV_AT_START", "QUICK", "MULTILINGUAL", "PLAN", "HELP", "JOB", "PROFILE", "MODE_ARGS",
-                "LAYERS", "USER_SET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "EXTRA_PACKAGE", "DISTILL_AMOUNT",
+    internal = {"SELF", "QUICK", "MULTILINGUAL", "PLAN", "JOB", "PROFILE", "MODE_ARGS", "PROFILE_ARGS", "RESOLVED",
+                "STUDY_JOBS", "LARGEST_BUDGET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "EXTRA_PACKAGE", "DISTILL_AMOUNT",
                 "DISTILL_SHAPE", "TARGET", "LABELLED", "DC_FLAGS", "ICNER_FLAGS", "FINAL", "BEST", "FIRST_SEED",
                 "ADAPTED", "GPU_IDS", "SLOT", "LOG", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "STUDY_STARTED",
                 "STUDY_COMMAND", "STUDY_TITLE"}
@@ -577,3 +579,15 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
     assert knobs["TEACHER"] == f"{out}/pretrained_teacher (pretrained first, 3000 steps)"
     assert not out.exists()
+
+
+def test_conditions_are_records_the_runner_makes_and_the_aggregation_reads_back():
+    from common.study import Condition, condition_order
+    made = [Condition("scratch"), Condition("distill", "0"), Condition("distill", "0.3"), Condition("adapted", "1"),
+            Condition("undistilled"), Condition("teacher")]
+    assert [c.name for c in made] == ["scratch", "distill_r0", "distill_r0.3", "adapted_r1", "undistilled", "teacher"]
+    assert [Condition.of(c.name) for c in made] == made
+    assert [Condition.of(n) for n in ("export", "logs", "distill", "scratch_r1", "distill_rx", "seed1")] == [None] * 6
+    assert sorted(["teacher", "adapted_r0", "distill_r1", "distill_r0.3", "scratch", "undistilled", "export"],
+                  key=condition_order) == ["scratch", "undistilled", "distill_r0.3", "distill_r1", "adapted_r0",
+                                           "teacher", "export"]
