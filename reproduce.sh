@@ -5,6 +5,7 @@
 #   bash reproduce.sh --quick    # tiny budgets, one seed, data subsets: a smoke test (minutes)
 #   bash reproduce.sh --multilingual   # MASSIVE en-US, es-ES, fr-FR, each language's Wikipedia leads
 #   BUDGETS="300k 1M 3M" bash reproduce.sh   # the budget sweep: every transfer set at every budget
+#   bash reproduce.sh --slurm    # the same study on a SLURM cluster: a job array (docs/slurm.md)
 #   bash reproduce.sh --plan     # what it would run (profile, every knob, the jobs), writing nothing
 #   bash reproduce.sh --help     # every knob, its default in each profile, what it means
 #
@@ -17,17 +18,21 @@ set -Eeuo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # what xargs runs for each job
 cd "$(dirname "$0")"
 
-QUICK=0 MULTILINGUAL=0 PLAN=0 JOB=() PROFILE=${PROFILE:-auto}
+QUICK=0 MULTILINGUAL=0 PLAN=0 SLURM=0 WAIT=0 STAGE= JOB=() PROFILE=${PROFILE:-auto}
 MODE_ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
     --multilingual) MULTILINGUAL=1 ;;
+    --slurm) SLURM=1 ;;
+    --wait) WAIT=1 ;;
     --profile) PROFILE=${2:-}; shift ;;
     --plan) PLAN=1 ;;
     --help|-h) python -m common.profiles help; exit 0 ;;
     --job) JOB=("$2" "$3" "$4" "$5" "$6" "$7"); shift 6 ;;  # internal: one job (a line of `profiles jobs`) for xargs
-    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --plan, --help)" >&2; exit 2 ;;
+    --array-task) read -ra JOB < <(sed -n "${SLURM_ARRAY_TASK_ID}p" "$2"); shift ;;  # internal: the job of a SLURM array task
+    --stage) STAGE=${2:-}; shift ;;  # internal: teachers or final, as a SLURM job
+    *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --slurm, --wait, --plan, --help)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -36,10 +41,17 @@ PROFILE_ARGS=(--profile "$PROFILE")
 [[ $MULTILINGUAL == 1 ]] && PROFILE_ARGS+=(--multilingual)
 # Every knob in force (common/profiles.py: the environment, then the profile files), the flag
 # arrays passed on, and the study's provenance; then every knob checked before any job, one line each.
+USER_THREADS=${OMP_NUM_THREADS:-}   # the threads the user set, if any (the profile may set them per job)
 RESOLVED=$(python -m common.profiles resolve "${PROFILE_ARGS[@]}" --mode "${MODE_ARGS[@]}") || exit $?
 eval "$RESOLVED"
+PROFILE_ARGS[1]=$STUDY_PROFILE  # what auto chose here: a job on another machine runs the same profile
 source "$(dirname "$SELF")/configs/check_knobs.sh"
+if [[ $WAIT == 1 && $SLURM == 0 ]]; then echo "reproduce.sh: error: --wait goes with --slurm" >&2; exit 2; fi
 if [[ $PLAN == 1 ]]; then exec python -m common.profiles plan "${PROFILE_ARGS[@]}"; fi
+if [[ $SLURM == 1 && -z $STAGE && ${#JOB[@]} == 0 ]]; then
+  source "$(dirname "$SELF")/common/slurm.sh"
+  slurm_check || exit $?
+fi
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 mkdir -p "$OUT_ROOT/logs"
 TARGET=(--target-data $TARGET_DATA --locales $LOCALES ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"})
@@ -79,40 +91,147 @@ distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
 }
 
 [[ $PRETRAIN_TEACHER == 1 ]] && TEACHER=$OUT_ROOT/pretrained_teacher
-if [[ $PRETRAIN_TEACHER == 1 && ! -d $TEACHER ]]; then
-  log "pretrain the multilingual teacher: $TEACHER"
-  python finetune.py --task mlm --from-scratch --model configs/multilingual_teacher.json --tokenizer-type unigram \
-    --vocab-size "$VOCAB_SIZE" --text-data $GENERIC_DATA --max-steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" \
-    --batch-size 32 --max-seq-length 128 --output-dir "$TEACHER" --overwrite --resume
-fi
-
-# The adapted teacher: continued masked-LM training on the target text (once).
-ADAPTED=$OUT_ROOT/adapted_teacher
-if [[ -n "$ADAPTED_RATIOS" && ! -d $ADAPTED ]]; then
-  log "adapt the teacher: $ADAPTED"
-  python finetune.py --task mlm --model "$TEACHER" --data $TARGET_DATA --locales $LOCALES \
-    ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"} --output-dir "$ADAPTED" \
-    --epochs "$ADAPT_EPOCHS" --overwrite "${EXTRA_ADAPT[@]}"
-fi
-
-run_job() {  # a job's record (common.profiles jobs): seed condition budget kind ratio tokens (- : none)
-  local seed=$1 condition=$2 kind=$4 ratio=$5 S=$OUT_ROOT/seed$1 amount=("${DISTILL_AMOUNT[@]}")
-  if [[ $3 != - ]]; then S=$OUT_ROOT/budget_$3/seed$1 amount=(--max-tokens "$6"); fi
-  case $kind in
-    scratch) distill "$TEACHER" 0 "$S/scratch/student" "$seed" --max-steps 0 --student-init random ;;  # not distilled
-    undistilled) distill "$TEACHER" 0 "$S/undistilled/student" "$seed" --max-steps 0 ;;  # STUDENT_INIT's start
-    distill) distill "$TEACHER" "$ratio" "$S/$condition/student" "$seed" "${amount[@]}" ;;
-    adapted) distill "$ADAPTED" "$ratio" "$S/$condition/student" "$seed" "${amount[@]}" ;;
-  esac
-  local model=$S/$condition/student lr=$STUDENT_FT_LR
-  [[ $kind == teacher ]] && model=$TEACHER lr=$FT_LR
-  finetune_and_evaluate "$model" "$S/$condition" "$seed" "$lr"
+ADAPTED=$OUT_ROOT/adapted_teacher   # the teacher after masked-LM training on the target text
+teachers_needed() {  # 0 when a teacher is still to be pretrained or adapted
+  [[ ($PRETRAIN_TEACHER == 1 && ! -d $TEACHER) || (-n "$ADAPTED_RATIOS" && ! -d $ADAPTED) ]]
 }
 
-if [[ ${#JOB[@]} -gt 0 ]]; then  # one job, launched by xargs below: pinned to a GPU, logged to a file
-  name=seed${JOB[0]}_${JOB[1]}$([[ ${JOB[2]} == - ]] || echo "_${JOB[2]}")
+prepare_teachers() {  # before any job: the pretrained teacher, then the adapted one
+  if [[ $PRETRAIN_TEACHER == 1 && ! -d $TEACHER ]]; then
+    log "pretrain the multilingual teacher: $TEACHER"
+    python finetune.py --task mlm --from-scratch --model configs/multilingual_teacher.json --tokenizer-type unigram \
+      --vocab-size "$VOCAB_SIZE" --text-data $GENERIC_DATA --max-steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" \
+      --batch-size 32 --max-seq-length 128 --output-dir "$TEACHER" --overwrite --resume
+  fi
+  if [[ -n "$ADAPTED_RATIOS" && ! -d $ADAPTED ]]; then
+    log "adapt the teacher: $ADAPTED"
+    python finetune.py --task mlm --model "$TEACHER" --data $TARGET_DATA --locales $LOCALES \
+      ${TARGET_TEXT_FIELD:+--target-text-field "$TARGET_TEXT_FIELD"} --output-dir "$ADAPTED" \
+      --epochs "$ADAPT_EPOCHS" --overwrite "${EXTRA_ADAPT[@]}"
+  fi
+}
+
+job_dir() {  # a job's condition folder, from its record (common.profiles jobs): seed condition budget ...
+  if [[ $3 == - ]]; then echo "$OUT_ROOT/seed$1/$2"; else echo "$OUT_ROOT/budget_$3/seed$1/$2"; fi
+}
+job_name() { echo "seed$1_$2$([[ $3 == - ]] || echo "_$3")"; }
+job_finished() {  # 0 when every task of the job is scored on test
+  local dir task; dir=$(job_dir "$@")
+  for task in $TASKS; do [[ -f $dir/${task}_test.json ]] || return 1; done
+}
+
+run_job() {  # a job's record: seed condition budget kind ratio tokens (- : none)
+  local seed=$1 condition=$2 kind=$4 ratio=$5 amount=("${DISTILL_AMOUNT[@]}") dir; dir=$(job_dir "$@")
+  [[ $3 == - ]] || amount=(--max-tokens "$6")
+  case $kind in
+    scratch) distill "$TEACHER" 0 "$dir/student" "$seed" --max-steps 0 --student-init random ;;  # not distilled
+    undistilled) distill "$TEACHER" 0 "$dir/student" "$seed" --max-steps 0 ;;  # STUDENT_INIT's start
+    distill) distill "$TEACHER" "$ratio" "$dir/student" "$seed" "${amount[@]}" ;;
+    adapted) distill "$ADAPTED" "$ratio" "$dir/student" "$seed" "${amount[@]}" ;;
+  esac
+  local model=$dir/student lr=$STUDENT_FT_LR
+  [[ $kind == teacher ]] && model=$TEACHER lr=$FT_LR
+  finetune_and_evaluate "$model" "$dir" "$seed" "$lr"
+}
+
+lay_out_budgets() {
+  # In a sweep each budget_<B>/ folder is a whole study: scratch, undistilled and the teacher, which
+  # no budget changes, are shared into it by symlinks.
+  local budget seed shared
+  for budget in $BUDGETS; do for seed in $SEEDS; do
+    mkdir -p "$OUT_ROOT/budget_$budget/seed$seed"
+    for shared in scratch teacher $([[ $UNDISTILLED == 1 ]] && echo undistilled); do
+      ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"
+    done
+  done; done
+}
+
+run_jobs_here() {  # every job on this machine, JOBS at a time (xargs), each by the one-job path below
+  local study_jobs; study_jobs=$(python -m common.profiles jobs "${PROFILE_ARGS[@]}")
+  log "$(wc -l <<< "$study_jobs") jobs, $JOBS at a time"
+  if ! xargs -P "$JOBS" -L 1 --process-slot-var=SLOT bash "$SELF" "${PROFILE_ARGS[@]}" --job <<< "$study_jobs"; then
+    echo "reproduce.sh: error: a job failed (named above, with its log); rerun the same command to resume" >&2
+    exit 1
+  fi
+}
+
+aggregate_study() {  # results, REPORT.md, the best student; then the similarity of the final study
+  FINAL=$OUT_ROOT   # the study whose best student is exported and whose domains are correlated
+  if [[ -n $BUDGETS ]]; then
+    for budget in $BUDGETS; do python aggregate.py --out-root "$OUT_ROOT/budget_$budget" > /dev/null; done
+    python aggregate.py --sweep "$OUT_ROOT"
+    FINAL=$OUT_ROOT/budget_$LARGEST_BUDGET
+    log "similarity and export from the largest budget: $FINAL"
+  else
+    python aggregate.py --out-root "$OUT_ROOT"
+  fi
+  # Domains are the DC classes; without DC (or with fewer than 3 classes) there is nothing to correlate.
+  if [[ " $TASKS " != *" dc "* ]]; then
+    log "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc"
+  elif ! compgen -G "$FINAL/seed*/distill_r0/dc_test.json" > /dev/null || ! compgen -G "$FINAL/seed*/distill_r1/dc_test.json" > /dev/null; then
+    log "similarity analysis skipped: it correlates the gain of distill_r1 over distill_r0, and RATIOS lacks one"
+  else
+    python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA "${DC_FLAGS[@]}" --out-root "$FINAL" \
+      || log "similarity analysis skipped (see the line above)"
+  fi
+}
+
+export_best() {  # the best student of the first seed (aggregate.py chose it; REPORT.md states the rule)
+  local task model exported_as status
+  [[ $EXPORT_TASKS != none ]] || return 0
+  BEST=$(cat "$FINAL/best_student.txt")
+  log "best student: $BEST (exported from seed $FIRST_SEED)"
+  for task in $EXPORT_TASKS; do
+    local -n flags=${task^^}_FLAGS
+    model=$FINAL/seed$FIRST_SEED/$BEST/$task
+    # Exported once per model and EXPORT_FLAGS (the record: the model, then the flags if any): a sweep
+    # extended to a larger budget, a new best or other flags (--per-channel) export again.
+    exported_as=$(printf '%s\n' "$model" ${EXPORT_FLAGS:+"flags: $EXPORT_FLAGS"})
+    if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$exported_as" ]]; then
+      mkdir -p "$OUT_ROOT/export"
+      status=0   # a failed export is reported, not fatal: the study's results stand without it
+      python export.py --model "$model" --output-dir "$OUT_ROOT/export/$task" --overwrite \
+        "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" $EXPORT_FLAGS \
+        > "$OUT_ROOT/export/$task.latency.txt" || status=$?
+      [[ $status == 1 ]] && log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
+      [[ $status -gt 1 ]] && log "export $task: export.py failed (exit $status; its error is the line above)"
+      [[ -d $OUT_ROOT/export/$task ]] && echo "$exported_as" > "$OUT_ROOT/export/$task.model"
+      cat "$OUT_ROOT/export/$task.latency.txt"
+    fi
+    unset -n flags
+  done
+}
+
+package_best() {
+  # The deployed system: the DC student routing to the ICNER student(s) (per domain with
+  # ICNER_PER_DOMAIN=1), one int8 package; built again whenever either export is new.
+  [[ -f $OUT_ROOT/export/dc.model && -f $OUT_ROOT/export/icner.model && " $EXPORT_TASKS " == *" dc "* \
+     && " $EXPORT_TASKS " == *" icner "* ]] || return 0
+  local packaged_from status=0; packaged_from=$(cat "$OUT_ROOT/export/dc.model" "$OUT_ROOT/export/icner.model")
+  if [[ ! -d $OUT_ROOT/export/package || $(cat "$OUT_ROOT/export/package.model" 2>/dev/null) != "$packaged_from" ]]; then
+    python package.py --dc "$OUT_ROOT/export/dc" --icner "$OUT_ROOT/export/icner" --output-dir "$OUT_ROOT/export/package" \
+      --overwrite "${ICNER_FLAGS[@]}" --benchmark "${EXTRA_PACKAGE[@]}" > "$OUT_ROOT/export/package.latency.txt" || status=$?
+    if [[ $status == 0 ]]; then echo "$packaged_from" > "$OUT_ROOT/export/package.model"
+    else log "package: package.py failed (exit $status; its error is the line above)"; fi
+    cat "$OUT_ROOT/export/package.latency.txt"
+  fi
+}
+
+finish_study() {  # after every job: aggregation, similarity, the best student's export and package
+  aggregate_study
+  export_best
+  package_best
+  [[ $FINAL == "$OUT_ROOT" ]] || cp "$FINAL/best_student.txt" "$OUT_ROOT/best_student.txt"
+  python aggregate.py --report "$OUT_ROOT" 2> /dev/null   # the report again, now with the export's figures
+  log "done: $OUT_ROOT/REPORT.md (the answer, the best student, its export), results and plots in $FINAL"
+}
+
+if [[ ${#JOB[@]} -gt 0 ]]; then  # one job (of xargs, or a SLURM array task): on one GPU, logged to a file
+  name=$(job_name "${JOB[@]}")
   LOG=$OUT_ROOT/logs/$name.log
-  if [[ $NGPU -gt 0 ]]; then
+  if [[ -n ${SLURM_JOB_ID:-} ]]; then  # SLURM chose the GPU (--gres) and the cores
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}}
+  elif [[ $NGPU -gt 0 ]]; then
     IFS=, read -ra GPU_IDS <<< "${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NGPU - 1)))}"
     export CUDA_VISIBLE_DEVICES=${GPU_IDS[$(( SLOT % ${#GPU_IDS[@]} ))]}
   fi
@@ -130,70 +249,14 @@ if [[ ${#JOB[@]} -gt 0 ]]; then  # one job, launched by xargs below: pinned to a
   exit 0
 fi
 
-# In a sweep each budget_<B>/ folder is a whole study: scratch, undistilled and the teacher, which
-# no budget changes, are shared into it by symlinks.
-for budget in $BUDGETS; do for seed in $SEEDS; do
-  mkdir -p "$OUT_ROOT/budget_$budget/seed$seed"
-  for shared in scratch teacher $([[ $UNDISTILLED == 1 ]] && echo undistilled); do ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"; done
-done; done
-STUDY_JOBS=$(python -m common.profiles jobs "${PROFILE_ARGS[@]}")
-log "$(wc -l <<< "$STUDY_JOBS") jobs, $JOBS at a time"
-if ! xargs -P "$JOBS" -L 1 --process-slot-var=SLOT bash "$SELF" "${MODE_ARGS[@]}" --job <<< "$STUDY_JOBS"; then
-  echo "reproduce.sh: error: a job failed (named above, with its log); rerun the same command to resume" >&2
-  exit 1
-fi
-
-FINAL=$OUT_ROOT   # the study whose best student is exported and whose domains are correlated
-if [[ -n $BUDGETS ]]; then
-  for budget in $BUDGETS; do python aggregate.py --out-root "$OUT_ROOT/budget_$budget" > /dev/null; done
-  python aggregate.py --sweep "$OUT_ROOT"
-  FINAL=$OUT_ROOT/budget_$LARGEST_BUDGET
-  log "similarity and export from the largest budget: $FINAL"
-else
-  python aggregate.py --out-root "$OUT_ROOT"
-fi
-# Domains are the DC classes; without DC (or with fewer than 3 classes) there is nothing to correlate.
-if [[ " $TASKS " == *" dc "* ]]; then
-  python similarity.py --tokenizer "$TEACHER" --generic-data $GENERIC_DATA "${DC_FLAGS[@]}" --out-root "$FINAL" \
-    || log "similarity analysis skipped (see the line above)"
-else
-  log "similarity analysis skipped: it correlates over DC classes, and TASKS has no dc"
-fi
-
-# Export the best student of the first seed: aggregate.py chose it (REPORT.md states the rule).
-BEST=$(cat "$FINAL/best_student.txt")
-log "best student: $BEST (exported from seed $FIRST_SEED)"
-for task in $EXPORT_TASKS; do
-  declare -n flags=${task^^}_FLAGS
-  model=$FINAL/seed$FIRST_SEED/$BEST/$task
-  # Exported once per model and EXPORT_FLAGS (the record: the model, then the flags if any): a sweep
-  # extended to a larger budget, a new best or other flags (--per-channel) export again.
-  exported_as=$(printf '%s\n' "$model" ${EXPORT_FLAGS:+"flags: $EXPORT_FLAGS"})
-  if [[ ! -d $OUT_ROOT/export/$task || $(cat "$OUT_ROOT/export/$task.model" 2>/dev/null) != "$exported_as" ]]; then
-    mkdir -p "$OUT_ROOT/export"
-    status=0   # a failed export is reported, not fatal: the study's results stand without it
-    python export.py --model "$model" --output-dir "$OUT_ROOT/export/$task" --overwrite \
-      "${flags[@]}" --benchmark --teacher "$OUT_ROOT/seed$FIRST_SEED/teacher/$task" "${EXTRA_EXPORT[@]}" $EXPORT_FLAGS \
-      > "$OUT_ROOT/export/$task.latency.txt" || status=$?
-    [[ $status == 1 ]] && log "export $task: parity check failed, see $OUT_ROOT/export/$task/parity.json"
-    [[ $status -gt 1 ]] && log "export $task: export.py failed (exit $status; its error is the line above)"
-    [[ -d $OUT_ROOT/export/$task ]] && echo "$exported_as" > "$OUT_ROOT/export/$task.model"
-    cat "$OUT_ROOT/export/$task.latency.txt"
-  fi
-done
-# The deployed system: the DC student routing to the ICNER student(s) (per domain with
-# ICNER_PER_DOMAIN=1), one int8 package; built again whenever either export is new.
-if [[ -f $OUT_ROOT/export/dc.model && -f $OUT_ROOT/export/icner.model && " $EXPORT_TASKS " == *" dc "* && " $EXPORT_TASKS " == *" icner "* ]]; then
-  packaged_from=$(cat "$OUT_ROOT/export/dc.model" "$OUT_ROOT/export/icner.model")
-  if [[ ! -d $OUT_ROOT/export/package || $(cat "$OUT_ROOT/export/package.model" 2>/dev/null) != "$packaged_from" ]]; then
-    status=0
-    python package.py --dc "$OUT_ROOT/export/dc" --icner "$OUT_ROOT/export/icner" --output-dir "$OUT_ROOT/export/package" \
-      --overwrite "${ICNER_FLAGS[@]}" --benchmark "${EXTRA_PACKAGE[@]}" > "$OUT_ROOT/export/package.latency.txt" || status=$?
-    if [[ $status == 0 ]]; then echo "$packaged_from" > "$OUT_ROOT/export/package.model"
-    else log "package: package.py failed (exit $status; its error is the line above)"; fi
-    cat "$OUT_ROOT/export/package.latency.txt"
-  fi
-fi
-[[ $FINAL == "$OUT_ROOT" ]] || cp "$FINAL/best_student.txt" "$OUT_ROOT/best_student.txt"
-python aggregate.py --report "$OUT_ROOT" 2> /dev/null   # the report again, now with the export's figures
-log "done: $OUT_ROOT/REPORT.md (the answer, the best student, its export), results and plots in $FINAL"
+case $STAGE in
+  teachers) prepare_teachers; exit 0 ;;  # SLURM jobs: before the array, and after it
+  final) finish_study; exit 0 ;;
+  '') ;;
+  *) echo "reproduce.sh: error: --stage $STAGE (internal: teachers or final)" >&2; exit 2 ;;
+esac
+if [[ $SLURM == 1 ]]; then submit_study; exit $?; fi
+prepare_teachers
+lay_out_budgets
+run_jobs_here
+finish_study

@@ -157,6 +157,7 @@ def assignments(knobs, user_set, args, env):
     lines = [f"{k}={shlex.quote(v)}" for k, v in knobs.items()]
     lines += [f"{k}=({' '.join(map(shlex.quote, v))})" for k, v in shell_flags(knobs, args.quick).items()]
     lines.append(f"export NGPU={shlex.quote(knobs['NGPU'])}")
+    lines.append(f"STUDY_PROFILE={args.profile}")  # what auto chose
     budgets = sorted(knobs["BUDGETS"].split(), key=lambda b: budget_tokens(b) or 0)
     lines += [f"FIRST_SEED={shlex.quote((knobs['SEEDS'].split() or [''])[0])}",  # whose best student is exported
               f"LARGEST_BUDGET={shlex.quote(budgets[-1] if budgets else '')}"]  # a sweep's: its similarity and export

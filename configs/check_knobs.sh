@@ -10,7 +10,8 @@ each_is() {  # $1 what, $2 regex, then the knobs whose every word must match
 each_is "a ratio in [0, 1]: 0, 0.3, 1" '^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$' RATIOS ADAPTED_RATIOS
 each_is "seeds are integers" '^[0-9]+$' SEEDS TEACHER_SEEDS
 each_is "transfer tokens: 300000, 300k, 1M, 2.5M" '^[0-9]+(\.[0-9]+)?[kKmMgG]?$' BUDGETS
-each_is "use dc, icner or both" '^(dc|icner)$' TASKS EXPORT_TASKS
+each_is "use dc, icner or both" '^(dc|icner)$' TASKS
+[[ $EXPORT_TASKS == none ]] || each_is "use dc, icner, both or none" '^(dc|icner)$' EXPORT_TASKS
 for knob in JOBS JOBS_PER_GPU DISTILL_TOKENS DISTILL_BATCH SEQ_LEN STUDENT_LAYERS STUDENT_HIDDEN STUDENT_HEADS \
             PRETRAIN_STEPS VOCAB_SIZE; do
   [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || knob_error "$knob must be a positive integer, got '${!knob}'"

@@ -1,6 +1,8 @@
 """Shared fixtures: tiny tokenizers and models built from configs, real MASSIVE and Wikipedia lines."""
 import json
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +29,33 @@ def script_env(**extra):
     its packages installed into a folder of its own)."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nodes(script, args, env, nodes=2):
+    """torchrun on `nodes` nodes of one process each, meeting at a c10d rendezvous on localhost:
+    on one machine, the launchers stand in for the nodes of a SLURM allocation (docs/slurm.md)."""
+    port = free_port()
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", "--nproc-per-node=1",
+                              "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes",
+                              str(REPO / script), *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+            for _ in range(nodes)]
+
+
+def same_weights(a, b):
+    """Bit for bit: the model.safetensors of two output folders."""
+    import torch
+    from safetensors.torch import load_file
+    a, b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def read_lines(path, n, where=lambda row: True):

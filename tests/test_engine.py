@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from common.engine import LOOP_STATE, Engine
 from common.massive import load_massive
 from common.run import UsageError
-from conftest import REPO, script_env
+from conftest import REPO, same_weights, script_env, start_nodes
 
 ENV = script_env(OMP_NUM_THREADS="1")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -37,13 +37,6 @@ def finish(proc):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-8000:]
     return err
-
-
-def same_weights(a, b):
-    a, b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.parametrize("task", ["dc", "icner", "mlm"])
@@ -80,6 +73,9 @@ def test_two_processes_train_the_weights_of_one_at_the_same_global_batch(dropout
     import finetune
     assert finetune.main(args(one, 16)) == 0
     finish(start("finetune.py", args(two, 8), "--nproc-per-node=2"))
+    for node in start_nodes("finetune.py", args(tmp_path / "two_nodes", 8), ENV):  # the same world over two launchers
+        finish(node)
+    same_weights(two, tmp_path / "two_nodes")
     run_one, run_two = (json.loads((d / "run.json").read_text()) for d in (one, two))
     assert run_two["world_size"] == 2 and run_two["device"].startswith("cpu") and run_two["precision"] == "fp32"
     a, b = weights(one), weights(two)
@@ -187,3 +183,14 @@ def test_every_loop_has_one_optimizer_no_decay_on_biases_and_norms_and_the_lr_sc
     assert any(n.endswith("LayerNorm.weight") for n in one["undecayed"])
     assert all(n.endswith(training_loop.NO_DECAY) for n in one["undecayed"])
     assert [lr / one["scheduler"].base_lrs[0] for lr in one["scheduler"].get_last_lr()][0] == 1.0  # warm-up done: constant
+
+
+def test_two_nodes_of_one_process_train_the_weights_of_one_node_of_two(teacher_dir, data_dir, tmp_path):
+    """The same world of 2 processes over two launchers instead of one: identical weights (ICNER
+    here; DC and distillation in their two-process tests)."""
+    one_node, two_nodes = tmp_path / "one_node", tmp_path / "two_nodes"
+    finish(start("finetune.py", finetune_args("icner", teacher_dir, data_dir, one_node, steps=6), "--nproc-per-node=2"))
+    for node in start_nodes("finetune.py", finetune_args("icner", teacher_dir, data_dir, two_nodes, steps=6), ENV):
+        finish(node)
+    assert json.loads((two_nodes / "run.json").read_text())["world_size"] == 2
+    same_weights(one_node, two_nodes)

@@ -278,11 +278,11 @@ def test_per_locale_results_and_findings(tmp_path):
 WORKER_THREADS = {"OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]} if "OMP_NUM_THREADS" in os.environ else {}
 
 
-def quick_study(out_root, **env):
+def quick_study(out_root, extra_args=(), **env):
     inherited = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the study sets threads
     env = {**inherited, "OUT_ROOT": str(out_root), "TARGET_DATA": str(DATA / "massive-1.1"),
            "TASK_DATA": str(DATA / "massive-1.1"), "GENERIC_DATA": str(DATA / "wikipedia-lead" / "en.jsonl"), **env}
-    return subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick"], cwd=REPO, env=env,
+    return subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", *extra_args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -522,12 +522,13 @@ def test_help_lists_every_knob_with_each_profiles_default():
     assert proc.returncode == 0, proc.stderr
     listed = re.findall(r"^  ([A-Z_]+)=", proc.stdout, re.M)
     used = set(re.findall(r"\$\{?([A-Z][A-Z_]+)", (REPO / "reproduce.sh").read_text()
-                          + (REPO / "configs" / "check_knobs.sh").read_text()))
+                          + (REPO / "configs" / "check_knobs.sh").read_text() + (REPO / "common" / "slurm.sh").read_text()))
     internal = {"SELF", "QUICK", "MULTILINGUAL", "PLAN", "JOB", "PROFILE", "MODE_ARGS", "PROFILE_ARGS", "RESOLVED",
                 "STUDY_JOBS", "LARGEST_BUDGET", "EXTRA_FT", "EXTRA_EVAL", "EXTRA_ADAPT", "EXTRA_EXPORT", "EXTRA_PACKAGE", "DISTILL_AMOUNT",
                 "DISTILL_SHAPE", "TARGET", "LABELLED", "DC_FLAGS", "ICNER_FLAGS", "FINAL", "BEST", "FIRST_SEED",
                 "ADAPTED", "GPU_IDS", "SLOT", "LOG", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "STUDY_STARTED",
-                "STUDY_COMMAND", "STUDY_TITLE"}
+                "STUDY_COMMAND", "STUDY_TITLE", "STUDY_PROFILE", "USER_THREADS", "SLURM", "WAIT", "STAGE",
+                "SLURM_STUDY", "SLURM_LOGS"} | {v for v in used if v.startswith("SLURM_") and v != "SLURM_FLAGS"}
     assert used - internal <= set(listed), used - internal - set(listed)
     assert len(listed) == len(set(listed)) > 40
     seeds = re.search(r"^  SEEDS=.*?(?=^  [A-Z])", proc.stdout, re.M | re.S).group(0)
