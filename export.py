@@ -293,7 +293,7 @@ def run_benchmark(args, work, test, dev, task):
               + (", ".join(number[m] for m in r["within_spread_of"]) or "-"))
     print("(the spread: each row's batch-1 p50 over 3 rounds of the same utterances; rows within each other's "
           "spread are not told apart)")
-    print(f"dev: {task.headline_label} on {len(dev or [])} dev utterances "
+    print(f"dev: {task.headline_label} on {len((dev or [])[:args.parity_utterances])} dev utterances "
           "(PyTorch rows: their fp32 export's, which parity holds equal)")
     return {"threads": args.threads, "utterances_batch_1": len(texts), "utterances_batch_32": len(texts32),
             "cpu": cpu_name(), "cores": os.cpu_count(), "dev_metric": task.headline_metric,

@@ -207,9 +207,9 @@ def finetune(args, engine, tokenizer, train, dev, fingerprints, output_dir):
 def slot_ceiling_note(engine, task, tokenizer, train, dev, max_length):
     """What the tokenizer lets any model get right, for train and dev (None for a task without
     slots); a note when it cannot represent a language's dev slots: no model on it can do better."""
-    ceiling = {name: task.ceiling(tokenizer, part, max_length) for name, part in (("train", train), ("dev", dev))}
-    if ceiling["dev"] is None:
+    if not task.has_slots:
         return None
+    ceiling = {name: task.ceiling(tokenizer, part, max_length) for name, part in (("train", train), ("dev", dev))}
     for locale, c in ceiling["dev"].items():
         if engine.is_main and locale != "all" and c["share"] is not None and c["share"] < 0.99:
             print(f"note: the tokenizer represents only {100 * c['share']:.1f}% of the {locale} dev slots exactly",
