@@ -19,6 +19,10 @@ class FinetunedModel:
     def predict(self, texts, max_length=64, batch_size=64):
         return self.task.predict(self.logits_fn, self.tokenizer, texts, self.labels, max_length, batch_size)
 
+    def predict_encoded(self, enc, rows, texts):
+        """One batch tokenised already (common.tasks.encode_batch), e.g. by a model of the same tokenizer."""
+        return self.task.predict_encoded(self.logits_fn, enc, rows, texts, self.labels)
+
     @property
     def task_name(self):
         return self.task.name

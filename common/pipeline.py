@@ -16,7 +16,7 @@ from pathlib import Path
 from common.inference import open_model
 from common.onnx_models import ONNX_FILE
 from common.run import UsageError
-from common.tasks import TASKS
+from common.tasks import TASKS, encode_batch, length_batches
 
 MANIFEST = "manifest.json"
 FORMAT = "kd-transfer-nlu-package"
@@ -50,6 +50,12 @@ def read_manifest(folder):
     return manifest
 
 
+def same_tokenizer_as(tokenizer):
+    """A test of another tokenizer: does it split and number every text as this one does?"""
+    reference = tokenizer.backend_tokenizer.to_str()
+    return lambda other: other.backend_tokenizer.to_str() == reference
+
+
 class Pipeline:
     """DC, then the ICNER model of the predicted (or a given) domain, batched per domain."""
     task_name = "nlu"
@@ -64,6 +70,8 @@ class Pipeline:
             raise UsageError(f"{folder / MANIFEST}: the DC model predicts {', '.join(unserved)}, which no ICNER model "
                              f"serves (add one per domain, or \"{EVERY_DOMAIN}\": one for every domain)")
         self.tokenizer = self.dc.tokenizer  # for length checks: the window is the same for every model
+        vocabulary = same_tokenizer_as(self.tokenizer)
+        self.shares_tokenizer = {route: vocabulary(model.tokenizer) for route, model in self.icner.items()}
 
     def route(self, domain):
         """The manifest key of the model that serves a domain (None: no model does)."""
@@ -75,20 +83,26 @@ class Pipeline:
     def predict(self, texts, max_length=64, batch_size=64, domains=None):
         """(domain, intent, slots) per text, routed by the DC model's domains or by `domains` (gold
         routing: what the system would score with a perfect DC model). A given domain that no
-        ICNER model serves gets no intent and no slots."""
-        if domains is None:
-            domains = self.dc.predict(texts, max_length, batch_size)
+        ICNER model serves gets no intent and no slots. Each batch is tokenised once for the DC
+        model and every ICNER model of the same tokenizer (the students share their teacher's)."""
         results = [None] * len(texts)
-        by_model = {}  # one call per model, not per domain: a global model serves every domain at once
-        for i, domain in enumerate(domains):
-            by_model.setdefault(self.route(domain), []).append(i)
-        for route, idx in by_model.items():
-            model = self.icner.get(route)
-            answers = model.predict([texts[i] for i in idx], max_length, batch_size) if model else [(None, [])] * len(idx)
-            for i, (intent, slots) in zip(idx, answers):
-                results[i] = (domains[i], intent, slots)
+        for rows in length_batches(texts, batch_size):
+            enc = encode_batch(self.tokenizer, [texts[i] for i in rows], max_length)
+            routed = [domains[i] for i in rows] if domains is not None else self.dc.predict_encoded(enc, rows, texts)
+            by_model = {}  # one call per model, not per domain: a global model serves every domain at once
+            for j, domain in enumerate(routed):
+                by_model.setdefault(self.route(domain), []).append(j)
+            for route, js in by_model.items():
+                model, sub_rows = self.icner.get(route), [rows[j] for j in js]
+                if model is None:
+                    answers = [(None, [])] * len(js)
+                elif self.shares_tokenizer[route]:
+                    answers = model.predict_encoded({k: v[js] for k, v in enc.items()}, sub_rows, texts)
+                else:
+                    answers = model.predict([texts[i] for i in sub_rows], max_length, batch_size)
+                for j, (intent, slots) in zip(js, answers):
+                    results[rows[j]] = (routed[j], intent, slots)
         return results
-
 
     def record(self, text, prediction):
         domain, intent, slots = prediction

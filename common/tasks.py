@@ -23,6 +23,21 @@ def _listed(names):
     return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
+
+def length_batches(texts, batch_size):
+    """The texts' indices in batches of similar lengths (less padding)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def encode_batch(tokenizer, texts, max_length):
+    """One padded batch as the models take it, with the offsets that slot decoding maps back."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_offsets_mapping=True,
+                    return_tensors="np")
+    return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64),
+            "offset_mapping": enc["offset_mapping"]}
+
+
 class Task:
     name = ""
     label_key = ""          # the labels.json list a prediction is checked against: "domains" or "intents"
@@ -80,16 +95,16 @@ class Task:
 
     def predict(self, logits_fn, tokenizer, texts, labels, max_length, batch_size=64):
         """A prediction per text, in batches of similar lengths."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results = [None] * len(texts)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in rows], truncation=True, max_length=max_length, padding=True,
-                            return_offsets_mapping=True, return_tensors="np")
-            logits = logits_fn(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
-            for i, prediction in zip(rows, self.decode(logits, enc, rows, texts, labels)):
+        for rows in length_batches(texts, batch_size):
+            enc = encode_batch(tokenizer, [texts[i] for i in rows], max_length)
+            for i, prediction in zip(rows, self.predict_encoded(logits_fn, enc, rows, texts, labels)):
                 results[i] = prediction
         return results
+
+    def predict_encoded(self, logits_fn, enc, rows, texts, labels):
+        """The predictions of one batch already tokenised (encode_batch): rows are its texts' indices."""
+        return self.decode(logits_fn(enc["input_ids"], enc["attention_mask"]), enc, rows, texts, labels)
 
     def score(self, utterances, predictions, bootstrap=1000):
         """Metrics of predictions against the gold utterances (common.metrics)."""

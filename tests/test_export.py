@@ -345,6 +345,15 @@ def test_a_package_routes_by_the_predicted_domain_and_scores_what_routing_costs(
     dc_right = [u for u, r in zip(dev, routed) if r[0] == u.domain]
     dc_wrong = [u for u, r in zip(dev, routed) if r[0] != u.domain]
     assert dc_right and dc_wrong, "the weak DC model should be right on some utterances and wrong on others"
+    # one tokenisation per batch for DC and the ICNER models of its tokenizer gives what each model
+    # answers on its own, in batches of any size; so does tokenising again per model
+    assert all(pipeline.shares_tokenizer.values())
+    texts = [u.text for u in dev]
+    alone = [(d, *pipeline.icner[d].predict([t])[0]) for t, d in zip(texts, pipeline.dc.predict(texts))]
+    assert routed == alone == pipeline.predict(texts, batch_size=1)
+    pipeline.shares_tokenizer = dict.fromkeys(pipeline.shares_tokenizer, False)
+    assert pipeline.predict(texts) == routed
+    pipeline = Pipeline(out)
     # where DC is right, routing costs nothing: the same predictions, the same metrics
     metrics, _ = score_package(pipeline, dc_right)
     assert metrics["predicted_routing"] == metrics["gold_routing"]
