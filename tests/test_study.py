@@ -443,15 +443,17 @@ def test_reproduce_quick_multilingual_takes_each_locales_corpus_and_reports_per_
 
 
 @pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
-def test_reproduce_quick_on_your_own_data(tmp_path):
-    """Unlabelled plain-text target utterances and BIO slot data, ICNER only (TASKS=icner)."""
+def test_reproduce_quick_on_your_own_data(teacher_dir, tmp_path):
+    """Unlabelled plain-text target utterances and BIO slot data, ICNER only (TASKS=icner), all of
+    MASSIVE en-US's lines in them; on the tiny teacher (the real one is the multilingual study's)."""
     by_split = {split: load_massive(DATA / "massive-1.1" / "en-US.jsonl", None, [split])[0] for split in SPLITS}
     traffic = tmp_path / "traffic.txt"
     traffic.write_text("".join(u.text + "\n" for u in by_split["train"]), encoding="utf-8")
     for split, folder in (("train", "train"), ("dev", "valid"), ("test", "test")):
         write_bio(tmp_path / "slots" / folder, by_split[split])
     study = tmp_path / "study"
-    proc = quick_study(study, JOBS="1", **WORKER_THREADS, TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
+    proc = quick_study(study, JOBS="1", **WORKER_THREADS, TEACHER=str(teacher_dir), STUDENT_LAYERS="1", STUDENT_HIDDEN="16",
+                       STUDENT_HEADS="2", TARGET_DATA=str(traffic), TASK_DATA=str(tmp_path / "slots"), TASKS="icner",
                        QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="1", DISTILL_FLAGS="--hidden-layers uniform --alpha-attn 0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(study / "results.csv")))
