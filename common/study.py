@@ -9,13 +9,12 @@ larger in one than in the other?
 """
 import json
 from collections import defaultdict
-from dataclasses import dataclass
 from itertools import combinations
-from typing import Optional
 
 import numpy as np
 
 from common.budget import tokens as budget_tokens
+from common.conditions import condition_order
 from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
 from common.run import UsageError
 
@@ -47,42 +46,6 @@ FINDINGS = [("distill_r0", "scratch", "distillation (even generic-only) beats tr
             ("distill_r1", "distill_r0", "target only beats generic only"),
             ("adapted_r1", "distill_r1", "an adapted teacher helps (target-only transfer set)"),
             ("adapted_r0", "distill_r0", "an adapted teacher helps (generic-only transfer set)")]
-
-
-@dataclass(frozen=True)
-class Condition:
-    """How a condition's student is made; its name is its folder's. The runner (reproduce.sh, through
-    common.profiles) makes these, aggregate.py reads them back from the folders."""
-    kind: str                   # one of KINDS
-    ratio: Optional[str] = None  # distill and adapted: the target ratio as RATIOS writes it ("0.3")
-
-    KINDS = ("scratch", "undistilled", "distill", "adapted", "teacher")
-    DISTILLED = ("distill", "adapted")  # distilled over a transfer set: a ratio, and a budget
-
-    @property
-    def name(self):
-        return f"{self.kind}_r{self.ratio}" if self.kind in self.DISTILLED else self.kind
-
-    @classmethod
-    def of(cls, name):
-        """The condition a folder holds, or None for a folder that is no condition."""
-        kind, sep, ratio = name.partition("_r")
-        if kind not in cls.KINDS or bool(sep) != (kind in cls.DISTILLED):
-            return None
-        try:
-            float(ratio or 0)
-        except ValueError:
-            return None
-        return cls(kind, ratio or None)
-
-    def order(self):
-        """scratch, undistilled, distilled by ratio, adapted-teacher students by ratio, teacher."""
-        return self.KINDS.index(self.kind), float(self.ratio or 0)
-
-
-def condition_order(name):
-    condition = Condition.of(name)
-    return condition.order() if condition else (len(Condition.KINDS), 0.0)
 
 
 def read_json(path):

@@ -585,7 +585,7 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
 
 
 def test_conditions_are_records_the_runner_makes_and_the_aggregation_reads_back():
-    from common.study import Condition, condition_order
+    from common.conditions import Condition, condition_order
     made = [Condition("scratch"), Condition("distill", "0"), Condition("distill", "0.3"), Condition("adapted", "1"),
             Condition("undistilled"), Condition("teacher")]
     assert [c.name for c in made] == ["scratch", "distill_r0", "distill_r0.3", "adapted_r1", "undistilled", "teacher"]
