@@ -24,6 +24,8 @@ name_failures() {  # $1 teachers job, $2 array job, $3 the array's job list: the
     echo "reproduce.sh: error: the teacher steps (SLURM job $1) ended $(slurm_state "$1"): see $SLURM_LOGS/teachers-$1.out" >&2
   fi
   [[ -n $2 ]] || return 0
+  local unfinished; unfinished=$( (squeue -h -r -j "$2" -t PENDING,RUNNING -o %K || true) | wc -l)
+  [[ $unfinished == 0 ]] || log "$unfinished of the study's tasks are still queued or running (squeue --me -n '$SLURM_STUDY')"
   while read -r index state; do
     [[ $state == COMPLETED || $state == PENDING || $state == RUNNING ]] && continue
     read -ra job < <(sed -n "${index}p" "$3")
