@@ -6,6 +6,8 @@ budgets and wall times, and a plot of every metric against the target ratio.
     python aggregate.py --sweep out/study       # a budget sweep: OUT_ROOT/budget_*/ side by side
     python aggregate.py --report docs/results/cpu-default   # REPORT.md again, from the folder's files
     python aggregate.py --readme README.md      # the README's answer table, from the landed reports
+    python aggregate.py --frontier out/s-2x128 out/s-4x256 out/s-4x384 [--latency-budget-ms 0.5]
+                                                # studies of different students: which one to ship
 
 Reads OUT_ROOT/seed*/<condition>/{dc_test.json, icner_test.json, student/run.json, dc/run.json,
 icner/run.json}; writes OUT_ROOT/results.csv, results.md (at-a-glance tables, the paper's findings
@@ -23,7 +25,8 @@ from pathlib import Path
 
 from common.answer import update_readme
 from common.report import VERDICTS, best_student, finding_cell, read_csv, write_report
-from common.run import ArgumentParser, existing_folder, run_cli
+from common.frontier import study_point, write_frontier
+from common.run import ArgumentParser, existing_folder, positive_float, run_cli
 from common.study import (METRICS, SWEEP_GAINS, collect, collect_sweep, condition_order, findings, locale_contrasts,
                           locales_of, summarise, sweep_rows)
 
@@ -203,7 +206,17 @@ def main(argv=None):
     g.add_argument("--sweep", help="a budget sweep's folder (its budget_*/ studies)")
     g.add_argument("--report", type=existing_folder, help="write REPORT.md again from a study's files")
     g.add_argument("--readme", help="write the README's answer table from the landed reports in docs/results/")
+    g.add_argument("--frontier", nargs="+", metavar="STUDY",
+                   help="studies of different students: the accuracy-latency frontier of their best students")
+    p.add_argument("--output", default="frontier", help="--frontier: the folder it writes (default: frontier)")
+    p.add_argument("--latency-budget-ms", type=positive_float,
+                   help="--frontier: ship the most accurate student within this batch-1 latency")
     args = p.parse_args(argv)
+    if args.frontier:
+        chosen = write_frontier([study_point(s) for s in args.frontier], args.output, args.latency_budget_ms)
+        print(Path(args.output, "frontier.md").read_text())
+        print(f"wrote {args.output}/frontier.csv, frontier.md, plots/frontier.png", file=sys.stderr)
+        return 0 if chosen else 1
     if args.sweep:
         return main_sweep(Path(args.sweep))
     if args.report:

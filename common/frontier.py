@@ -1,0 +1,149 @@
+"""The accuracy-latency frontier over studies of different students (aggregate.py --frontier):
+each study's best student (common.report.BEST_RULE) with its test accuracy and its int8 ONNX
+batch-1 latency, beside the teacher's PyTorch and int8 ONNX rows timed in the same export run
+(export.py --benchmark, which reproduce.sh runs); the Pareto-optimal students, and which to ship.
+"""
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.report import best_student, means, read_csv
+from common.run import UsageError
+
+SCORE = "the mean of DC accuracy and exact match, as the best-student rule scores"
+NEAR_BEST_POINTS = 1.0  # without a latency budget: the fastest student within this many points of the best
+
+
+@dataclass
+class Point:
+    study: str
+    student: str        # its shape and start, e.g. 4x256 random
+    condition: str      # the study's best student
+    params_m: float
+    int8_ms: float      # batch-1 p50 of the int8 ONNX student, tokenisation included
+    teacher_int8_ms: float
+    teacher_torch_ms: float
+    metrics: dict       # test means: dc_accuracy, intent_accuracy, exact_match (those the study has)
+    score: float
+    teacher_score: float = None  # the teacher's own, from the same study
+
+
+# a study's export latency table; a landed report (docs/results/<study>/) keeps it as <task>_latency.json
+LATENCY_FILES = ("export/dc/latency.json", "export/icner/latency.json", "dc_latency.json", "icner_latency.json")
+
+
+def latency_rows(study):
+    for relative in LATENCY_FILES:
+        if (study / relative).is_file():
+            return {r["model"]: r["batch_1"]["p50_ms"] for r in json.loads((study / relative).read_text())["rows"]}
+    raise UsageError(f"{study}: no export/dc/latency.json or export/icner/latency.json (export.py --benchmark "
+                     "with --teacher writes it; reproduce.sh does)")
+
+
+def study_point(study):
+    study = Path(study)
+    rows = read_csv(study / "results.csv")
+    condition = best_student(rows)
+    if condition is None:
+        raise UsageError(f"{study}: no results.csv with a student in it (run aggregate.py --out-root {study})")
+    mean = means(rows)
+    metrics = {m: mean[(condition, m)] for m in ("dc_accuracy", "intent_accuracy", "exact_match")
+               if (condition, m) in mean}
+    scored = [metrics[m] for m in ("dc_accuracy", "exact_match") if m in metrics]
+    latency = latency_rows(study)
+    missing = [m for m in ("ONNX int8 student", "ONNX int8 teacher", "PyTorch fp32 teacher") if m not in latency]
+    if missing:
+        raise UsageError(f"{study}: its latency table has no {', '.join(missing)} row (export with --teacher)")
+    runs = sorted(study.glob(f"seed*/{condition}/student/run.json"))
+    shape = json.loads(runs[0].read_text())["student"] if runs else {}
+    student = f"{shape['layers']}x{shape['hidden']} {shape['init']}" if shape else condition
+    teacher = [mean[("teacher", m)] for m in ("dc_accuracy", "exact_match") if ("teacher", m) in mean]
+    return Point(study.name, student, condition, round(shape.get("parameters", 0) / 1e6, 1),
+                 latency["ONNX int8 student"], latency["ONNX int8 teacher"], latency["PyTorch fp32 teacher"],
+                 metrics, sum(scored) / len(scored), sum(teacher) / len(teacher) if teacher else None)
+
+
+def pareto(points):
+    """The students no other is at least as fast and as accurate as, and better in one."""
+    def dominated(p):
+        return any(q.int8_ms <= p.int8_ms and q.score >= p.score and (q.int8_ms, q.score) != (p.int8_ms, p.score)
+                   for q in points)
+    return [p for p in points if not dominated(p)]
+
+
+def recommend(points, budget_ms=None):
+    """(the student to ship or None, why): the most accurate within the budget; without one, the
+    fastest within NEAR_BEST_POINTS of the most accurate."""
+    if budget_ms is not None:
+        fits = [p for p in points if p.int8_ms <= budget_ms]
+        if not fits:
+            fastest = min(points, key=lambda p: p.int8_ms)
+            return None, f"no student is within {budget_ms:g} ms (the fastest, {fastest.study}, takes {fastest.int8_ms:.2f} ms)"
+        return max(fits, key=lambda p: p.score), f"the most accurate within the latency budget of {budget_ms:g} ms"
+    best = max(p.score for p in points)
+    near = [p for p in points if p.score >= best - NEAR_BEST_POINTS / 100]
+    return min(near, key=lambda p: p.int8_ms), f"the fastest within {NEAR_BEST_POINTS:g} point of the most accurate"
+
+
+def table_lines(points, optimal):
+    lines = ["| study | student | best condition | M params | int8 b1 p50 ms | x the teacher's int8 | "
+             "x the PyTorch teacher | DC accuracy | intent accuracy | exact match | Pareto-optimal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    cell = lambda p, m: f"{100 * p.metrics[m]:.2f}" if m in p.metrics else ""  # noqa: E731
+    for p in sorted(points, key=lambda p: p.int8_ms):
+        lines.append(f"| {p.study} | {p.student} | {p.condition} | {p.params_m:g} | {p.int8_ms:.2f} | "
+                     f"{p.teacher_int8_ms / p.int8_ms:.2f} | {p.teacher_torch_ms / p.int8_ms:.2f} | "
+                     f"{cell(p, 'dc_accuracy')} | {cell(p, 'intent_accuracy')} | {cell(p, 'exact_match')} | "
+                     f"{'yes' if p in optimal else ''} |")
+    return lines
+
+
+def write_frontier(points, out_dir, budget_ms=None):
+    """frontier.csv, frontier.md and plots/frontier.png; returns the recommended point."""
+    out_dir = Path(out_dir)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    optimal = pareto(points)
+    chosen, why = recommend(points, budget_ms)
+    with open(out_dir / "frontier.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["study", "student", "condition", "params_m", "int8_b1_p50_ms", "teacher_int8_b1_p50_ms",
+                         "teacher_torch_b1_p50_ms", "dc_accuracy", "intent_accuracy", "exact_match", "score", "pareto"])
+        for p in points:
+            writer.writerow([p.study, p.student, p.condition, p.params_m, p.int8_ms, p.teacher_int8_ms,
+                             p.teacher_torch_ms, *(p.metrics.get(m, "") for m in ("dc_accuracy", "intent_accuracy",
+                                                                                 "exact_match")),
+                             round(p.score, 6), int(p in optimal)])
+    ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
+    lines = ["# The accuracy-latency frontier", "", ship, "",
+             f"Accuracy is {SCORE}, on test; latency is each study's export run, batch 1, tokenisation "
+             "included, its teacher rows timed in the same run.", "", *table_lines(points, optimal), "",
+             "![accuracy against int8 latency](plots/frontier.png)", ""]
+    (out_dir / "frontier.md").write_text("\n".join(lines))
+    plot_frontier(points, optimal, out_dir / "plots" / "frontier.png")
+    return chosen
+
+
+def plot_frontier(points, optimal, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for p in points:
+        ax.scatter(p.int8_ms, 100 * p.score, color="tab:blue" if p in optimal else "tab:gray", zorder=3)
+        ax.annotate(p.student, (p.int8_ms, 100 * p.score), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    line = sorted(optimal, key=lambda p: p.int8_ms)
+    ax.plot([p.int8_ms for p in line], [100 * p.score for p in line], color="tab:blue", label="Pareto-optimal")
+    reference = sorted(points, key=lambda p: p.teacher_int8_ms)[len(points) // 2]  # the median run's teacher
+    if reference.teacher_score is not None:
+        ax.scatter(reference.teacher_int8_ms, 100 * reference.teacher_score, marker="*", s=150, color="tab:red",
+                   zorder=4, label=f"the teacher, int8 ONNX ({reference.teacher_int8_ms:.2f} ms)")
+    else:
+        ax.axvline(reference.teacher_int8_ms, color="tab:red", linestyle="--",
+                   label=f"the teacher, int8 ONNX ({reference.teacher_int8_ms:.2f} ms)")
+    ax.set_xlabel("int8 ONNX, batch-1 p50 (ms)")
+    ax.set_ylabel("mean of DC accuracy and exact match (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,67 @@
+"""The accuracy-latency frontier (aggregate.py --frontier) on fixture studies with known numbers."""
+import csv
+import json
+
+import pytest
+
+import aggregate
+from common.frontier import pareto, recommend, study_point
+from common.run import UsageError
+
+# (folder, layers x hidden, DC accuracy, exact match, int8 b1 p50 ms, the teacher's int8 in that run)
+STUDIES = [("s-2x128", 2, 128, 0.80, 0.40, 0.20, 0.62), ("s-4x256", 4, 256, 0.86, 0.50, 0.31, 0.60),
+           ("s-4x384", 4, 384, 0.87, 0.51, 0.45, 0.61), ("s-6x384", 6, 384, 0.85, 0.49, 0.55, 0.60)]
+
+
+def write_study(root, name, layers, hidden, dc, em, int8_ms, teacher_ms):
+    study = root / name
+    rows = [("distill_r1", "dc_accuracy", dc), ("distill_r1", "exact_match", em), ("distill_r1", "intent_accuracy", em + 0.3),
+            ("scratch", "dc_accuracy", dc - 0.05), ("scratch", "exact_match", em - 0.05),
+            ("teacher", "dc_accuracy", 0.90), ("teacher", "exact_match", 0.59)]
+    (study / "seed1" / "distill_r1" / "student").mkdir(parents=True)
+    with open(study / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["condition", "locale", "metric", "seeds", "mean"])
+        writer.writerows([(c, "all", m, 5, v) for c, m, v in rows])
+    (study / "seed1" / "distill_r1" / "student" / "run.json").write_text(json.dumps(
+        {"student": {"layers": layers, "hidden": hidden, "init": "random", "parameters": layers * hidden * 10_000}}))
+    (study / "export" / "dc").mkdir(parents=True)
+    latency = {"PyTorch fp32 teacher": 3.0, "ONNX int8 teacher": teacher_ms, "ONNX int8 student": int8_ms}
+    (study / "export" / "dc" / "latency.json").write_text(json.dumps(
+        {"rows": [{"model": m, "batch_1": {"p50_ms": v}} for m, v in latency.items()]}))
+    return study
+
+
+def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, capsys):
+    studies = [write_study(tmp_path, *s) for s in STUDIES]
+    points = [study_point(s) for s in studies]
+    assert [p.student for p in points] == ["2x128 random", "4x256 random", "4x384 random", "6x384 random"]
+    assert points[1].condition == "distill_r1" and points[1].score == pytest.approx((0.86 + 0.50) / 2)
+    # 6x384 is slower and less accurate than 4x384: off the frontier
+    assert [p.study for p in pareto(points)] == ["s-2x128", "s-4x256", "s-4x384"]
+    # without a budget: the fastest within 1 point of the best (4x384 scores 0.69, 4x256 0.68)
+    chosen, why = recommend(points)
+    assert chosen.study == "s-4x256" and "within 1 point" in why
+    chosen, _ = recommend(points, budget_ms=0.25)
+    assert chosen.study == "s-2x128"
+    chosen, why = recommend(points, budget_ms=0.1)
+    assert chosen is None and "the fastest, s-2x128, takes 0.20 ms" in why
+
+    out = tmp_path / "frontier"
+    assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.5"]) == 0
+    md = (out / "frontier.md").read_text()
+    assert "**Ship `s-4x384` (4x384 random, distill_r1)**: the most accurate within the latency budget of 0.5 ms." in md
+    # each row's speed-up over the teacher's int8 ONNX of its own run
+    assert "| s-4x256 | 4x256 random | distill_r1 | 10.2 | 0.31 | 1.94 | 9.68 | 86.00 | 80.00 | 50.00 | yes |" in md
+    assert "| s-6x384 | 6x384 random | distill_r1 | 23 | 0.55 | 1.09 | 5.45 | 85.00 | 79.00 | 49.00 |  |" in md
+    rows = {r["study"]: r for r in csv.DictReader(open(out / "frontier.csv"))}
+    assert rows["s-6x384"]["pareto"] == "0" and rows["s-2x128"]["pareto"] == "1"
+    assert (out / "plots" / "frontier.png").stat().st_size > 10_000
+    assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.1"]) == 1
+
+
+def test_a_study_without_its_export_is_one_line(tmp_path):
+    study = write_study(tmp_path, *STUDIES[0])
+    (study / "export" / "dc" / "latency.json").unlink()
+    with pytest.raises(UsageError, match=r"s-2x128: no export/dc/latency.json or export/icner/latency.json"):
+        study_point(study)
