@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.report import best_student, means, read_csv
+from common.report import best_student, export_files, means, read_csv
 from common.run import UsageError
 
 SCORE = "the mean of DC accuracy and exact match, as the best-student rule scores"
@@ -29,14 +29,12 @@ class Point:
     teacher_score: float = None  # the teacher's own, from the same study
 
 
-# a study's export latency table; a landed report (docs/results/<study>/) keeps it as <task>_latency.json
-LATENCY_FILES = ("export/dc/latency.json", "export/icner/latency.json", "dc_latency.json", "icner_latency.json")
-
-
 def latency_rows(study):
-    for relative in LATENCY_FILES:
-        if (study / relative).is_file():
-            return {r["model"]: r["batch_1"]["p50_ms"] for r in json.loads((study / relative).read_text())["rows"]}
+    """{model: batch-1 p50} of the study's export latency table (a study's or a landed report's)."""
+    for task in ("dc", "icner"):
+        latency, _ = export_files(study, task)
+        if latency:
+            return {r["model"]: r["batch_1"]["p50_ms"] for r in latency["rows"]}
     raise UsageError(f"{study}: no export/dc/latency.json or export/icner/latency.json (export.py --benchmark "
                      "with --teacher writes it; reproduce.sh does)")
 
