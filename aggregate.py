@@ -216,6 +216,9 @@ def main(argv=None):
         chosen = write_frontier([study_point(s) for s in args.frontier], args.output, args.latency_budget_ms)
         print(Path(args.output, "frontier.md").read_text())
         print(f"wrote {args.output}/frontier.csv, frontier.md, plots/frontier.png", file=sys.stderr)
+        if chosen is None:
+            print(f"aggregate.py: no student is within --latency-budget-ms {args.latency_budget_ms:g} "
+                  f"(frontier.md says how close each comes)", file=sys.stderr)
         return 0 if chosen else 1
     if args.sweep:
         return main_sweep(Path(args.sweep))

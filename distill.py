@@ -20,7 +20,8 @@ from torch import nn
 from common.engine import Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
-from common.models import build_student, load_teacher, max_positions, load_tokenizer, student_config, student_shape
+from common.models import (build_student, default_heads, load_teacher, max_positions, load_tokenizer, student_config,
+                           student_shape)
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int,
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         run_record, timed, unit_float, write_json_atomic)
@@ -33,6 +34,13 @@ from common.transfer import GENERIC, TARGET, PackedSequences, TokenSource, Trans
 RESUME_FREE_ARGS = {"resume", "overwrite", "save_steps", "log_steps", "output_dir", "precision", "max_unknown_share"}
 
 
+def heads_or_auto(text):
+    return text if text == "auto" else positive_int(text)
+
+
+heads_or_auto.__name__ = "a positive integer or auto"  # argparse names the type in its messages
+
+
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("models")
@@ -40,8 +48,11 @@ def parse_args(argv):
     g.add_argument("--tokenizer", help="tokenizer folder or hub name (default: the teacher's)")
     g.add_argument("--student-layers", type=positive_int, default=4)
     g.add_argument("--student-hidden", type=positive_int, default=256)
-    g.add_argument("--student-heads", type=positive_int, default=4)
-    g.add_argument("--student-intermediate", type=positive_int, help="feed-forward size (default: 4 x hidden)")
+    g.add_argument("--student-heads", type=heads_or_auto, default="auto",
+                   help="attention heads; auto: the teacher's at the teacher's width (so its layers can be copied), "
+                        "else one per 64 dimensions")
+    g.add_argument("--student-intermediate", type=positive_int,
+                   help="feed-forward size (default: the teacher's at the teacher's width, else 4 x hidden)")
     g.add_argument("--student-init", choices=["auto", "teacher", "select", "random"], default="auto",
                    help="teacher: copy embeddings and every k-th teacher layer (same widths); select: the same, "
                         "each tensor cut to a narrower student's shape (weight selection); auto: teacher when "
@@ -83,8 +94,6 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if (args.max_steps is None) == (args.max_tokens is None):
         p.error("give exactly one of --max-steps and --max-tokens")
-    if args.student_intermediate is None:
-        args.student_intermediate = 4 * args.student_hidden
     return args
 
 
@@ -160,6 +169,11 @@ def load_models(args, timings):
         if args.max_seq_length > max_positions(teacher.config):
             raise UsageError(f"--max-seq-length {args.max_seq_length} exceeds the teacher's "
                              f"{max_positions(teacher.config)} positions")
+        if args.student_heads == "auto":
+            args.student_heads = default_heads(args.student_hidden, teacher.config)
+        if args.student_intermediate is None:  # the teacher's at its width, so that its layers can be copied
+            same_width = args.student_hidden == teacher.config.hidden_size
+            args.student_intermediate = teacher.config.intermediate_size if same_width else 4 * args.student_hidden
         config = student_config(teacher.config, args.student_layers, args.student_hidden, args.student_heads,
                                 args.student_intermediate)
         if len(tokenizer) > config.vocab_size:

@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --profile) PROFILE=${2:-}; shift ;;
     --plan) PLAN=1 ;;
     --help|-h) python -m common.profiles help; exit 0 ;;
-    --job) JOB=("$2" "$3" "$4" "$5" "$6" "$7"); shift 6 ;;  # internal: one job (a line of `profiles jobs`) for xargs
+    --job) JOB=("${@:2:7}"); shift 7 ;;  # internal: one job (a line of `profiles jobs`) for xargs
     --array-task) read -ra JOB < <(sed -n "${SLURM_ARRAY_TASK_ID}p" "$2"); shift ;;  # internal: the job of a SLURM array task
     --stage) STAGE=${2:-}; shift ;;  # internal: teachers or final, as a SLURM job
     *) echo "reproduce.sh: error: unknown argument $1 (use --quick, --multilingual, --profile cpu|gpu, --slurm, --wait, --plan, --help)" >&2; exit 2 ;;
@@ -78,15 +78,13 @@ finetune_and_evaluate() {  # $1 model, $2 condition folder, $3 seed, $4 learning
   done
 }
 
-distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the budget flags
+distill() {  # $1 teacher, $2 ratio, $3 output, $4 seed, then the student's and the budget's flags
   local teacher=$1 ratio=$2 out=$3 seed=$4; shift 4
   if [[ ! -d $out ]]; then
     log "distill ratio $ratio: $out"
     mkdir -p "$(dirname "$out")"
     python distill.py --teacher "$teacher" --generic-data $GENERIC_DATA "${TARGET[@]}" \
-      --target-ratio "$ratio" --output-dir "$out" --seed "$seed" \
-      --student-layers "$STUDENT_LAYERS" --student-hidden "$STUDENT_HIDDEN" --student-heads "$STUDENT_HEADS" \
-      --student-init "$STUDENT_INIT" "${DISTILL_SHAPE[@]}" $DISTILL_FLAGS --resume "$@"
+      --target-ratio "$ratio" --output-dir "$out" --seed "$seed" "${DISTILL_SHAPE[@]}" $DISTILL_FLAGS --resume "$@"
   fi
 }
 
@@ -111,39 +109,35 @@ prepare_teachers() {  # before any job: the pretrained teacher, then the adapted
   fi
 }
 
-job_dir() {  # a job's condition folder, from its record (common.profiles jobs): seed condition budget ...
-  if [[ $3 == - ]]; then echo "$OUT_ROOT/seed$1/$2"; else echo "$OUT_ROOT/budget_$3/seed$1/$2"; fi
+job_dir() {  # a job's condition folder, from its record (common.profiles jobs): seed condition budget ... student
+  local root=$OUT_ROOT; [[ $7 == - ]] || root=$OUT_ROOT/student_$7
+  if [[ $3 == - ]]; then echo "$root/seed$1/$2"; else echo "$root/budget_$3/seed$1/$2"; fi
 }
-job_name() { echo "seed$1_$2$([[ $3 == - ]] || echo "_$3")"; }
+job_name() { echo "seed$1_$2$([[ $3 == - ]] || echo "_$3")$([[ $7 == - ]] || echo "_$7")"; }
 job_finished() {  # 0 when every task of the job is scored on test
   local dir task; dir=$(job_dir "$@")
   for task in $TASKS; do [[ -f $dir/${task}_test.json ]] || return 1; done
 }
 
-run_job() {  # a job's record: seed condition budget kind ratio tokens (- : none)
+run_job() {  # a job's record: seed condition budget kind ratio tokens student (- : none)
   local seed=$1 condition=$2 kind=$4 ratio=$5 amount=("${DISTILL_AMOUNT[@]}") dir; dir=$(job_dir "$@")
   [[ $3 == - ]] || amount=(--max-tokens "$6")
+  local shape=(--student-layers "$STUDENT_LAYERS" --student-hidden "$STUDENT_HIDDEN" --student-heads "$STUDENT_HEADS"
+               --student-init "$STUDENT_INIT")
+  [[ $7 == - ]] || eval "shape=(${STUDENT_ARGS[$7]})"   # a student of STUDENTS: its shape, start and flags
   case $kind in
-    scratch) distill "$TEACHER" 0 "$dir/student" "$seed" --max-steps 0 --student-init random ;;  # not distilled
-    undistilled) distill "$TEACHER" 0 "$dir/student" "$seed" --max-steps 0 ;;  # STUDENT_INIT's start
-    distill) distill "$TEACHER" "$ratio" "$dir/student" "$seed" "${amount[@]}" ;;
-    adapted) distill "$ADAPTED" "$ratio" "$dir/student" "$seed" "${amount[@]}" ;;
+    scratch) distill "$TEACHER" 0 "$dir/student" "$seed" "${shape[@]}" --max-steps 0 --student-init random ;;  # not distilled
+    undistilled) distill "$TEACHER" 0 "$dir/student" "$seed" "${shape[@]}" --max-steps 0 ;;  # the student's start
+    distill) distill "$TEACHER" "$ratio" "$dir/student" "$seed" "${shape[@]}" "${amount[@]}" ;;
+    adapted) distill "$ADAPTED" "$ratio" "$dir/student" "$seed" "${shape[@]}" "${amount[@]}" ;;
   esac
   local model=$dir/student lr=$STUDENT_FT_LR
   [[ $kind == teacher ]] && model=$TEACHER lr=$FT_LR
   finetune_and_evaluate "$model" "$dir" "$seed" "$lr"
 }
 
-lay_out_budgets() {
-  # In a sweep each budget_<B>/ folder is a whole study: scratch, undistilled and the teacher, which
-  # no budget changes, are shared into it by symlinks.
-  local budget seed shared
-  for budget in $BUDGETS; do for seed in $SEEDS; do
-    mkdir -p "$OUT_ROOT/budget_$budget/seed$seed"
-    for shared in scratch teacher $([[ $UNDISTILLED == 1 ]] && echo undistilled); do
-      ln -sfn "../../seed$seed/$shared" "$OUT_ROOT/budget_$budget/seed$seed/$shared"
-    done
-  done; done
+lay_out_studies() {  # the symlinks that share a condition between budgets and students (common.profiles)
+  python -m common.profiles layout "${PROFILE_ARGS[@]}"
 }
 
 run_jobs_here() {  # every job on this machine, JOBS at a time (xargs), each by the one-job path below
@@ -226,6 +220,19 @@ finish_study() {  # after every job: aggregation, similarity, the best student's
   log "done: $OUT_ROOT/REPORT.md (the answer, the best student, its export), results and plots in $FINAL"
 }
 
+finish_studies() {  # each study (one per student of STUDENTS) finished; then the student to ship
+  local root
+  [[ -n $STUDENTS ]] || { finish_study; return; }
+  for root in "${STUDY_ROOTS[@]}"; do
+    (OUT_ROOT=$root STUDY_TITLE="$STUDY_TITLE, student ${root##*/student_}"; finish_study)
+  done
+  # The frontier needs each student's export; without one it says which, and the studies stand.
+  python aggregate.py --frontier "${STUDY_ROOTS[@]}" --output "$OUT_ROOT" \
+    ${LATENCY_BUDGET_MS:+--latency-budget-ms "$LATENCY_BUDGET_MS"} > /dev/null || log "frontier: see the line above"
+  python aggregate.py --report "$OUT_ROOT" 2> /dev/null
+  log "done: $OUT_ROOT/REPORT.md (the student to ship; each student's study in its student_* folder)"
+}
+
 if [[ ${#JOB[@]} -gt 0 ]]; then  # one job (of xargs, or a SLURM array task): on one GPU, logged to a file
   name=$(job_name "${JOB[@]}")
   LOG=$OUT_ROOT/logs/$name.log
@@ -251,12 +258,12 @@ fi
 
 case $STAGE in
   teachers) prepare_teachers; exit 0 ;;  # SLURM jobs: before the array, and after it
-  final) finish_study; exit 0 ;;
+  final) finish_studies; exit 0 ;;
   '') ;;
   *) echo "reproduce.sh: error: --stage $STAGE (internal: teachers or final)" >&2; exit 2 ;;
 esac
 if [[ $SLURM == 1 ]]; then submit_study; exit $?; fi
 prepare_teachers
-lay_out_budgets
+lay_out_studies
 run_jobs_here
-finish_study
+finish_studies

@@ -53,7 +53,8 @@ def study_point(study):
     missing = [m for m in ("ONNX int8 student", "ONNX int8 teacher", "PyTorch fp32 teacher") if m not in latency]
     if missing:
         raise UsageError(f"{study}: its latency table has no {', '.join(missing)} row (export with --teacher)")
-    runs = sorted(study.glob(f"seed*/{condition}/student/run.json"))
+    # The study's student is its distilled students' shape and start (scratch's start is random by definition)
+    runs = sorted(study.glob("seed*/distill_r*/student/run.json")) or sorted(study.glob(f"seed*/{condition}/student/run.json"))
     shape = json.loads(runs[0].read_text())["student"] if runs else {}
     student = f"{shape['layers']}x{shape['hidden']} {shape['init']}" if shape else condition
     teacher = [mean[("teacher", m)] for m in ("dc_accuracy", "exact_match") if ("teacher", m) in mean]

@@ -123,6 +123,14 @@ def check_max_length(name_or_path, length, flag="--model", length_flag="--max-se
         raise UsageError(f"{length_flag} {length} exceeds the {max_positions(config)} positions of {name_or_path}")
 
 
+def default_heads(hidden, teacher_config):
+    """The teacher's heads at the teacher's width, so that its layers can be copied whole; otherwise
+    heads of 64 dimensions (BERT's), fewer where 64 does not divide the width."""
+    if hidden == teacher_config.hidden_size:
+        return teacher_config.num_attention_heads
+    return next(h for h in range(max(1, hidden // 64), 0, -1) if hidden % h == 0)
+
+
 def student_config(teacher_config, layers, hidden, heads, intermediate):
     """The teacher's config with the student's shape: same architecture, vocabulary, positions."""
     if hidden % heads:

@@ -7,7 +7,8 @@ winning; a knob set in the environment wins over all, and under --quick a QUICK_
 
     python -m common.profiles resolve [--quick] [--multilingual] [--profile cpu|gpu|auto]
     python -m common.profiles plan ...   # --plan: the profile, every knob, the jobs
-    python -m common.profiles jobs ...   # one line per job: seed condition budget kind ratio tokens
+    python -m common.profiles jobs ...   # one line per job: seed condition budget kind ratio tokens student
+    python -m common.profiles layout ... # the links that share a condition between studies and budgets
     python -m common.profiles help       # --help: every knob, its default in each profile
 """
 import argparse
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from common.budget import tokens as budget_tokens
 from common.conditions import Condition
+from common.students import StudentError, students
 
 PROFILES = Path(__file__).resolve().parents[1] / "configs" / "profiles"
 HELP_PROFILES = ["cpu", "gpu", "multilingual", "multilingual-cpu", "multilingual-gpu", "quick"]
@@ -121,7 +123,8 @@ def derive_data(knobs, user, multilingual):
 def derive_runs(knobs, quick):
     """The defaults that follow from other knobs; a malformed one is left for check_knobs.sh."""
     if not knobs["UNDISTILLED"]:  # with a start from the teacher's weights, the control says what distillation adds
-        knobs["UNDISTILLED"] = "1" if knobs["STUDENT_INIT"] in ("select", "teacher") else "0"
+        starts = [s.init for s in students(knobs)] or [knobs["STUDENT_INIT"]]
+        knobs["UNDISTILLED"] = "1" if {"select", "teacher"} & set(starts) else "0"
     if not knobs["JOBS"]:
         ngpu, per_gpu = knobs["NGPU"], knobs["JOBS_PER_GPU"]
         knobs["JOBS"] = str(int(ngpu) * int(per_gpu)) if int(ngpu) > 0 and per_gpu.isdigit() else "1"
@@ -135,18 +138,51 @@ def derive_runs(knobs, quick):
 
 
 def jobs(knobs):
-    """(seed, condition, budget or None) of every job, in the order they run."""
+    """(seed, condition, budget or None, student or None) of every job, in the order they run. Each
+    student of STUDENTS has every condition but the teacher's, which no student changes."""
     out = []
     for seed in knobs["SEEDS"].split():
-        out.append((seed, Condition("scratch"), None))
-        for budget in knobs["BUDGETS"].split() or [None]:
-            out += [(seed, Condition("distill", r), budget) for r in knobs["RATIOS"].split()]
-            out += [(seed, Condition("adapted", r), budget) for r in knobs["ADAPTED_RATIOS"].split()]
-        if knobs["UNDISTILLED"] == "1":
-            out.append((seed, Condition("undistilled"), None))
+        for student in students(knobs) or [None]:
+            out.append((seed, Condition("scratch"), None, student))
+            for budget in knobs["BUDGETS"].split() or [None]:
+                out += [(seed, Condition("distill", r), budget, student) for r in knobs["RATIOS"].split()]
+                out += [(seed, Condition("adapted", r), budget, student) for r in knobs["ADAPTED_RATIOS"].split()]
+            # the control of a start from the teacher's weights (a random start undistilled is scratch)
+            if knobs["UNDISTILLED"] == "1" and (student is None or student.copies_weights):
+                out.append((seed, Condition("undistilled"), None, student))
         if seed in knobs["TEACHER_SEEDS"].split():
-            out.append((seed, Condition("teacher"), None))
+            out.append((seed, Condition("teacher"), None, None))
     return out
+
+
+def study_roots(knobs):
+    """The folders that are each a study: one per student of STUDENTS, else OUT_ROOT itself."""
+    out_root = Path(knobs["OUT_ROOT"])
+    return [out_root / s.folder for s in students(knobs)] or [out_root]
+
+
+def shared_links(knobs):
+    """(link, target) of every condition shared by symlink: in a sweep each budget_<B>/ folder is a
+    whole study, so scratch, undistilled and the teacher, which no budget changes, are linked into
+    it; with STUDENTS the teacher, which no student changes, is linked into each student's study."""
+    out_root, links = Path(knobs["OUT_ROOT"]), []
+    for seed, condition, budget, student in jobs(knobs):
+        if budget is not None:
+            continue
+        own_root = out_root / student.folder if student else out_root
+        target = own_root / f"seed{seed}" / condition.name
+        for root in ([own_root] if student or condition.kind != "teacher" else study_roots(knobs)):
+            folders = [f"budget_{b}" for b in knobs["BUDGETS"].split()] + ([""] if root != own_root else [])
+            links += [(root / budget_folder / f"seed{seed}" / condition.name, target) for budget_folder in folders]
+    return links
+
+
+def lay_out(knobs):
+    for link, target in shared_links(knobs):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
 
 
 def shell_flags(knobs, quick):
@@ -164,6 +200,9 @@ def assignments(knobs, user_set, args, env):
     lines += [f"{k}=({' '.join(map(shlex.quote, v))})" for k, v in shell_flags(knobs, args.quick).items()]
     lines.append(f"export NGPU={shlex.quote(knobs['NGPU'])}")
     lines.append(f"STUDY_PROFILE={args.profile}")  # what auto chose
+    lines.append(f"STUDY_ROOTS=({' '.join(shlex.quote(str(r)) for r in study_roots(knobs))})")
+    lines.append("declare -A STUDENT_ARGS=(" + " ".join(  # each student's distill.py flags, by its name
+        f"[{s.name}]={shlex.quote(shlex.join(s.distill_args()))}" for s in students(knobs)) + ")")
     budgets = sorted(knobs["BUDGETS"].split(), key=lambda b: budget_tokens(b) or 0)
     lines += [f"FIRST_SEED={shlex.quote((knobs['SEEDS'].split() or [''])[0])}",  # whose best student is exported
               f"LARGEST_BUDGET={shlex.quote(budgets[-1] if budgets else '')}"]  # a sweep's: its similarity and export
@@ -188,9 +227,10 @@ def print_plan(knobs, args):
         if knob != "TEACHER":
             print(f"{knob}={' '.join(value.split())}")
     listed = jobs(knobs)
-    print(f"{len(listed)} jobs (seed condition budget):")
-    for seed, condition, budget in listed:
-        print(seed, condition.name, budget or "-")
+    axis = bool(students(knobs))
+    print(f"{len(listed)} jobs (seed condition budget{' student' if axis else ''}):")
+    for seed, condition, budget, student in listed:
+        print(seed, condition.name, budget or "-", *([student.name if student else "-"] if axis else []))
 
 
 def print_help():
@@ -206,7 +246,7 @@ def print_help():
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m common.profiles")
-    p.add_argument("command", choices=["resolve", "plan", "jobs", "help"])
+    p.add_argument("command", choices=["resolve", "plan", "jobs", "layout", "help"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--multilingual", action="store_true")
     p.add_argument("--profile", default="auto")
@@ -218,17 +258,19 @@ def main(argv=None):
     try:
         args.profile, ngpu = choose_profile(args.profile, env)
         knobs, user_set = resolve(args.profile, args.quick, args.multilingual, env, ngpu)
-    except KnobError as err:
+    except (KnobError, StudentError) as err:
         print(f"reproduce.sh: error: {err}", file=sys.stderr)
         return 2
     if args.command == "resolve":
         print("\n".join(assignments(knobs, user_set, args, env)))
     elif args.command == "plan":
         print_plan(knobs, args)
+    elif args.command == "layout":
+        lay_out(knobs)
     else:
-        for seed, condition, budget in jobs(knobs):
+        for seed, condition, budget, student in jobs(knobs):
             print(seed, condition.name, budget or "-", condition.kind, condition.ratio or "-",
-                  budget_tokens(budget) if budget else "-")
+                  budget_tokens(budget) if budget else "-", student.name if student else "-")
     return 0
 
 

@@ -329,14 +329,43 @@ def sweep_report(folder, record):
     return lines + [""] + plot_lines(folder) + provenance_lines(record)
 
 
+def students_report(folder, record):
+    """REPORT.md of a study with STUDENTS: the student to ship (frontier.md), then each student's
+    answer, from its own study folder (student_<shape>/, its REPORT.md the whole of it)."""
+    lines = [f"# Which student, and which transfer set? {record.get('title') or 'The students'}", "",
+             "## The student to ship", ""]
+    frontier = folder / "frontier.md"
+    if frontier.is_file():
+        lines += frontier.read_text().splitlines()[2:] + [""]  # its own title dropped
+    else:
+        lines += ["No frontier: it needs every student's export (aggregate.py --frontier says which is missing).", ""]
+    lines += ["## Which transfer set, per student", ""]
+    for study in sorted(p.parent for p in folder.glob("student_*/results.csv")):
+        result_rows = read_csv(study / "results.csv")
+        finding_rows = read_csv(study / "findings.csv") if (study / "findings.csv").is_file() else []
+        lines += [f"### {study.name.removeprefix('student_')} ([its report]({study.name}/REPORT.md))", ""]
+        lines += [f"- {s}" for s in (verdict_sentence(finding_rows, *q) for q in QUESTIONS) if s]
+        best = best_student(result_rows)
+        if best:
+            share = teacher_share(result_rows, best)
+            lines.append(f"- its best student is `{best}`" + (f": it keeps {share}." if share else "."))
+        lines.append("")
+    return lines + provenance_lines(record)
+
+
 def plot_lines(folder):
     plots = plots_of(folder)
     return (["## Plots", ""] + [f"![{p.stem}]({p.as_posix()})" for p in plots] + [""]) if plots else []
 
 
 def render_report(folder, record):
-    """REPORT.md's text: a sweep's when the folder holds sweep.csv, else a study's."""
-    lines = sweep_report(folder, record) if (folder / "sweep.csv").is_file() else study_report(folder, record)
+    """REPORT.md's text: a students' study's, a sweep's (sweep.csv) or a study's."""
+    if any(folder.glob("student_*/results.csv")):
+        lines = students_report(folder, record)
+    elif (folder / "sweep.csv").is_file():
+        lines = sweep_report(folder, record)
+    else:
+        lines = study_report(folder, record)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -58,7 +58,7 @@ slurm_check() {  # before anything is written: SLURM's commands, a cluster, no q
 submit_study() {
   [[ -n $USER_THREADS ]] || unset OMP_NUM_THREADS   # a task takes the cores SLURM gives it
   mkdir -p "$SLURM_LOGS"
-  lay_out_budgets
+  lay_out_studies
   local gpu=() after=() teachers= array= final list=$SLURM_LOGS/jobs-$STUDY_STARTED.txt
   [[ $STUDY_PROFILE == gpu ]] && gpu=(--gres gpu:1)
   if teachers_needed; then

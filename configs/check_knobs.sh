@@ -23,6 +23,8 @@ for knob in FT_EPOCHS ADAPT_EPOCHS FT_LR STUDENT_FT_LR PRETRAIN_LR; do
   [[ ${!knob} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ && ! ${!knob} =~ ^[0.]+([eE].*)?$ ]] \
     || knob_error "$knob must be a number > 0, got '${!knob}'"
 done
+[[ -z $LATENCY_BUDGET_MS || ( $LATENCY_BUDGET_MS =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! $LATENCY_BUDGET_MS =~ ^[0.]+$ ) ]] \
+  || knob_error "LATENCY_BUDGET_MS must be milliseconds > 0 or empty, got '$LATENCY_BUDGET_MS'"
 for knob in PRETRAIN_TEACHER UNDISTILLED ICNER_PER_DOMAIN; do
   [[ ${!knob} == 0 || ${!knob} == 1 ]] || knob_error "$knob must be 0 or 1, got '${!knob}'"
 done

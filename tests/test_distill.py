@@ -240,3 +240,10 @@ def test_max_grad_norm_clips_every_step(teacher_dir, data_dir, tmp_path, monkeyp
         moved[name] = curve[0]["loss"] - curve[-1]["loss"]
     assert {s["max_grad_norm"] for s in steps} == {1.0, 1e-12} and len(steps) == 20
     assert moved["default"] > 0.1 and abs(moved["clipped"]) < 0.1 * moved["default"]
+
+
+def test_default_heads_copy_the_teachers_at_its_width_else_64_dimensions_each():
+    from transformers import BertConfig
+    from common.models import default_heads
+    minilm = BertConfig(hidden_size=384, num_attention_heads=12, intermediate_size=1536)
+    assert [default_heads(h, minilm) for h in (384, 256, 128, 512, 200, 16)] == [12, 4, 2, 8, 2, 1]

@@ -373,13 +373,52 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(teacher_dir, data_
 
     # A failing job names itself and its log, and exits 255: xargs launches no more jobs after it.
     shutil.rmtree(study / "seed1" / "scratch" / "dc")
-    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", "--job", "1", "scratch", "-", "scratch", "-", "-"],
+    proc = subprocess.run(["bash", str(REPO / "reproduce.sh"), "--quick", "--job", "1", "scratch", "-", "scratch", "-", "-", "-"],
                           cwd=REPO,
                           env=dict(os.environ, OUT_ROOT=str(study), NGPU="0", **dict(tiny, DATA_FORMAT="bio")),
                           # not MASSIVE's format
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 255 and f"FAILED seed1_scratch: see {study}/logs/seed1_scratch.log" in proc.stderr
     assert "no train split (train/)" in (study / "logs" / "seed1_scratch.log").read_text()
+
+
+@pytest.mark.skipif(not (DATA / "massive-1.1").is_dir(), reason="needs the shared MASSIVE data")
+def test_reproduce_quick_with_two_students_gives_each_its_study_and_the_student_to_ship(teacher_dir, data_dir,
+                                                                                       tmp_path):
+    """STUDENTS on the tiny teacher (2 x 32, 2 heads): a narrow student at random and one at the
+    teacher's width from its layers, each a study of its own (scratch and the undistilled control per
+    student, the teacher shared), its export timed beside the teacher's, and the frontier over both."""
+    study = tmp_path / "study"
+    proc = quick_study(study, JOBS="2", TEACHER=str(teacher_dir), TARGET_DATA=str(data_dir / "massive"),
+                       TASK_DATA=str(data_dir / "massive"), GENERIC_DATA=str(data_dir / "wiki.jsonl"), TASKS="dc",
+                       QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="", STUDENTS="1x16:random 2x32:teacher",
+                       STUDENT_DISTILL_FLAGS="2x32:teacher=--hidden-layers uniform")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "6 jobs, 2 at a time" in proc.stderr  # per student scratch and target-only, one control; one teacher
+    narrow, wide = study / "student_1x16-random", study / "student_2x32-teacher"
+    for student, conditions in ((narrow, {"scratch", "distill_r1", "teacher"}),
+                                (wide, {"scratch", "distill_r1", "undistilled", "teacher"})):
+        rows = list(csv.DictReader(open(student / "results.csv")))
+        assert {r["condition"] for r in rows} == conditions
+        findings = {(r["better"], r["worse"]) for r in csv.DictReader(open(student / "findings.csv"))}
+        assert ("distill_r1", "scratch") in findings
+        assert (student / "seed1" / "teacher").is_symlink() and (student / "REPORT.md").is_file()
+        latency = json.loads((student / "export" / "dc" / "latency.json").read_text())
+        assert {"ONNX int8 student", "ONNX int8 teacher", "PyTorch fp32 teacher"} <= {r["model"] for r in latency["rows"]}
+    assert (study / "seed1" / "teacher" / "dc_test.json").is_file() and not (study / "results.csv").exists()
+    made = {s: json.loads((s / "seed1" / "distill_r1" / "student" / "run.json").read_text()) for s in (narrow, wide)}
+    assert [made[narrow]["student"][k] for k in ("layers", "hidden", "heads", "init")] == [1, 16, 1, "random"]
+    assert [made[wide]["student"][k] for k in ("layers", "hidden", "heads", "init")] == [2, 32, 2, "teacher"]
+    assert len(made[wide]["losses"]["hidden_layer_pairs"]) == 2 and made[narrow]["losses"]["hidden_layer_pairs"] == [[1, 2]]
+    scratch = json.loads((wide / "seed1" / "scratch" / "student" / "run.json").read_text())["student"]
+    assert (scratch["hidden"], scratch["init"]) == (32, "random")  # scratch in each student's own shape
+    frontier = {r["study"]: r for r in csv.DictReader(open(study / "frontier.csv"))}
+    assert set(frontier) == {narrow.name, wide.name} and (study / "plots" / "frontier.png").is_file()
+    report = (study / "REPORT.md").read_text()
+    assert "## The student to ship" in report and "**Ship `student_" in report
+    assert "### 1x16-random ([its report](student_1x16-random/REPORT.md))" in report and "### 2x32-teacher" in report
+    assert "student 2x32-teacher" in (wide / "REPORT.md").read_text().splitlines()[0]
+    assert (study / "logs" / "seed1_distill_r1_2x32-teacher.log").is_file()
 
 
 def test_an_interrupted_job_keeps_its_checkpoint_and_says_so(teacher_dir, data_dir, tmp_path):
@@ -505,6 +544,9 @@ def test_every_bad_knob_is_one_line_before_any_job(tmp_path):
            "DISTILL_TOKENS": ("1e6", "DISTILL_TOKENS must be a positive integer, got '1e6'"),
            "FT_MAX_TRAIN": ("-5", "FT_MAX_TRAIN must be a positive integer or empty, got '-5'"),
            "ICNER_PER_DOMAIN": ("yes", "ICNER_PER_DOMAIN must be 0 or 1, got 'yes'"),
+           "STUDENTS": ("4x256 wide", "STUDENTS holds 'wide' (a student is LAYERSxHIDDEN[xHEADS][:INIT]"),
+           "STUDENT_DISTILL_FLAGS": ("4x384=--alpha-attn 1", "STUDENT_DISTILL_FLAGS holds '4x384=--alpha-attn 1'"),
+           "LATENCY_BUDGET_MS": ("fast", "LATENCY_BUDGET_MS must be milliseconds > 0 or empty, got 'fast'"),
            "DC_DATA": (str(tmp_path / "missing"), f"DC_DATA holds {tmp_path / 'missing'}: no such file or folder"),
            "KD_DATA": (str(tmp_path / "nodata"), "python fetch_data.py --out")}
     for knob, (value, message) in bad.items():
@@ -530,7 +572,7 @@ def test_help_lists_every_knob_with_each_profiles_default():
                 "DISTILL_SHAPE", "TARGET", "LABELLED", "DC_FLAGS", "ICNER_FLAGS", "FINAL", "BEST", "FIRST_SEED",
                 "ADAPTED", "GPU_IDS", "SLOT", "LOG", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "STUDY_STARTED",
                 "STUDY_COMMAND", "STUDY_TITLE", "STUDY_PROFILE", "USER_THREADS", "SLURM", "WAIT", "STAGE",
-                "SLURM_STUDY", "SLURM_LOGS"} | {v for v in used if v.startswith("SLURM_") and v != "SLURM_FLAGS"}
+                "SLURM_STUDY", "SLURM_LOGS", "STUDY_ROOTS", "STUDENT_ARGS"} | {v for v in used if v.startswith("SLURM_") and v != "SLURM_FLAGS"}
     assert used - internal <= set(listed), used - internal - set(listed)
     assert len(listed) == len(set(listed)) > 40
     seeds = re.search(r"^  SEEDS=.*?(?=^  [A-Z])", proc.stdout, re.M | re.S).group(0)
@@ -554,7 +596,7 @@ def plan(out_root, *args, **env):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    jobs_at = next(i for i, line in enumerate(lines) if line.endswith("jobs (seed condition budget):"))
+    jobs_at = next(i for i, line in enumerate(lines) if re.search(r" jobs \(seed condition budget( student)?\):$", line))
     knobs = dict(line.split("=", 1) for line in lines[1:jobs_at])
     assert int(lines[jobs_at].split()[0]) == len(lines) - jobs_at - 1
     return lines[0], knobs, [tuple(line.split()) for line in lines[jobs_at + 1:]]
@@ -582,6 +624,37 @@ def test_plan_shows_each_profile_and_writes_nothing(tmp_path):
     _, knobs, _ = plan(out, "--multilingual", "--profile", "cpu", PRETRAIN_TEACHER="1")
     assert knobs["TEACHER"] == f"{out}/pretrained_teacher (pretrained first, 3000 steps)"
     assert not out.exists()
+
+
+def test_students_plan_their_own_conditions_and_share_the_teacher(tmp_path):
+    """STUDENTS with a budget sweep: each student a sweep of its own (scratch and the undistilled
+    control per student and seed, linked into its budgets), the teacher once, linked into each."""
+    out = tmp_path / "study"
+    env = dict(SEEDS="1 2", BUDGETS="300k 1M", STUDENTS="2x128 4x384:teacher 4x384x6:select",
+               STUDENT_DISTILL_FLAGS="4x384:teacher=--hidden-layers uniform --alpha-attn 1")
+    _, knobs, jobs = plan(out, "--profile", "cpu", **env)
+    per_student = {s: [j[:3] for j in jobs if j[3] == s] for s in ("2x128", "4x384-teacher", "4x384x6-select")}
+    assert per_student["2x128"] == [(seed, c, b) for seed in "12" for c, b in
+                                    [("scratch", "-")] + [(f"distill_r{r}", b) for b in ("300k", "1M") for r in "01"]]
+    assert per_student["4x384-teacher"] == per_student["4x384x6-select"] == [  # a start from the teacher's weights
+        (seed, c, b) for seed in "12" for c, b in [("scratch", "-")] + [(f"distill_r{r}", b) for b in ("300k", "1M")
+                                                                        for r in "01"] + [("undistilled", "-")]]
+    assert [j for j in jobs if j[1] == "teacher"] == [("1", "teacher", "-", "-")] and knobs["UNDISTILLED"] == "1"
+    from common.profiles import resolve, lay_out
+    knobs, _ = resolve("cpu", False, False, {**env, "OUT_ROOT": str(out)}, "0")
+    lay_out(knobs)
+    wide = out / "student_4x384-teacher"
+    assert os.readlink(wide / "seed1" / "teacher") == "../../seed1/teacher"
+    assert os.readlink(wide / "budget_1M" / "seed1" / "teacher") == "../../../seed1/teacher"
+    assert os.readlink(wide / "budget_1M" / "seed2" / "undistilled") == "../../seed2/undistilled"
+    assert os.readlink(out / "student_2x128" / "budget_300k" / "seed1" / "scratch") == "../../seed1/scratch"
+    assert not (out / "student_2x128" / "budget_300k" / "seed1" / "undistilled").is_symlink()
+    assert not (out / "budget_1M").exists()
+    from common.students import students
+    assert [s.distill_args() for s in students(knobs)][1:] == [
+        ["--student-layers", "4", "--student-hidden", "384", "--student-heads", "auto", "--student-init", "teacher",
+         "--hidden-layers", "uniform", "--alpha-attn", "1"],
+        ["--student-layers", "4", "--student-hidden", "384", "--student-heads", "6", "--student-init", "select"]]
 
 
 def test_conditions_are_records_the_runner_makes_and_the_aggregation_reads_back():
