@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,9 @@ def test_under_the_gpu_profile_each_task_asks_for_a_gpu(slurm_cluster, teacher_d
 def test_slurm_without_sbatch_is_one_line_naming_what_is_missing(tmp_path):
     bin_dir = tmp_path / "bin"  # the machine's commands, less SLURM's
     bin_dir.mkdir()
+    for name in ("python", "python3"):  # this Python by its own path: a link to a venv's python leaves the venv
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (bin_dir / name).chmod(0o755)
     for folder in os.environ["PATH"].split(os.pathsep):
         for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
             if tool.name not in ("sbatch", "squeue") and not (bin_dir / tool.name).exists():

@@ -432,7 +432,7 @@ def test_an_interrupted_job_keeps_its_checkpoint_and_says_so(teacher_dir, data_d
                STUDENT_INIT="random", SEQ_LEN="16", DISTILL_BATCH="4", DISTILL_TOKENS="100000000",
                DISTILL_FLAGS="--save-steps 2")
     proc = subprocess.Popen(["bash", str(REPO / "reproduce.sh"), "--profile", "cpu", "--job", "1", "distill_r1", "-", "distill", "1",
-                             "-"],
+                             "-", "-"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     work = study / "seed1" / "distill_r1" / "student.partial"

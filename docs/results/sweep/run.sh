@@ -5,13 +5,13 @@
 # sittings as it takes: each rerun restores the jobs recorded in jobs/ and resumes the rest.
 #
 #   bash docs/results/sweep/run.sh [STUDY]   # default: ../runs/cpu-sweep beside the checkout
-#   bash docs/results/sweep/jobs.sh save STUDY   # after each job: record it in the repository
+#   bash docs/results/jobs.sh save STUDY docs/results/sweep/jobs   # after each job: record it in the repository
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../../.."
 STUDY=${1:-../runs/cpu-sweep}
 mkdir -p "$STUDY"
-bash "$HERE/jobs.sh" restore "$STUDY"
+bash "$HERE/../jobs.sh" restore "$STUDY" "$HERE/jobs"
 # 3M first: the new budget is the sweep's open question; 7:3 at the two landed budgets after it.
 OUT_ROOT=$STUDY RATIOS="0 1" BUDGETS=3M bash reproduce.sh --profile cpu
 # The paired intervals need every condition's per-utterance results from this run, so generic-only

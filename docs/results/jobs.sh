@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The sweep's finished jobs, kept in the repository so that a run on another machine (or after the
-# study folder is lost) skips them and aggregate.py still reads them.
+# A long study's finished jobs (the sweep's, a pilot's), kept in the repository so that a run on
+# another machine (or after the study folder is lost) skips them and aggregate.py still reads them.
 #
-#   bash docs/results/sweep/jobs.sh save    STUDY   # copy each finished job's records into jobs/
-#   bash docs/results/sweep/jobs.sh restore STUDY   # put them back: reproduce.sh then skips those jobs
+#   bash docs/results/jobs.sh save    STUDY JOBS_DIR   # copy each finished job's records into JOBS_DIR
+#   bash docs/results/jobs.sh restore STUDY JOBS_DIR [JOB]   # put them back (those named JOB, a glob:
+#                                                    # seed1__teacher); reproduce.sh then skips those jobs
 #
 # A job's records: its test reports (with the per-utterance results the paired bootstrap needs,
 # gzip -n for reproducible bytes; this machine's folders rewritten as relative paths) and the run.json of its student and finetuned models. reproduce.sh
 # counts a job done when its student/, dc/, icner/ folders and its *_test.json exist.
 set -euo pipefail
-JOBS_DIR=$(cd "$(dirname "$0")" && pwd)/jobs
 verb=${1:?save or restore}
 STUDY=${2:?the study folder (OUT_ROOT)}
+JOBS_DIR=${3:?the folder of the job records, e.g. docs/results/sweep/jobs}
+ONLY=${4:-*}
 case $verb in
   save)
     mkdir -p "$JOBS_DIR"
-    for done in "$STUDY"/seed*/*/icner_test.json "$STUDY"/budget_*/seed*/*/icner_test.json; do
-      [[ -f $done && ! -L $(dirname "$done") ]] || continue   # shared conditions are links in budget folders
+    for done in "$STUDY"/{,student_*/}{,budget_*/}seed*/*/icner_test.json; do
+      [[ -f $done && ! -L $(dirname "$done") ]] || continue   # shared conditions are links in budget and student folders
       dir=$(dirname "$done")
       job=${dir#"$STUDY"/}; job=${job//\//__}                 # budget_3M__seed1__distill_r0
       [[ -f $JOBS_DIR/${job}__icner_test.json.gz ]] && continue
@@ -26,11 +28,11 @@ case $verb in
         cp "$dir/$task/run.json" "$JOBS_DIR/${job}__${task}_run.json"
       done
       [[ -f $dir/student/run.json ]] && cp "$dir/student/run.json" "$JOBS_DIR/${job}__student_run.json"
-      python "$(dirname "$0")/../strip_paths.py" "$JOBS_DIR/${job}"__* > /dev/null   # no machine's folders
+      python "$(dirname "$0")/strip_paths.py" "$JOBS_DIR/${job}"__* > /dev/null   # no machine's folders
       echo "saved $job"
     done ;;
   restore)
-    for report in "$JOBS_DIR"/*__icner_test.json.gz; do
+    for report in "$JOBS_DIR"/${ONLY}__icner_test.json.gz; do
       [[ -f $report ]] || continue
       job=$(basename "$report" __icner_test.json.gz)
       dir=$STUDY/${job//__//}
