@@ -27,6 +27,8 @@ class Point:
     metrics: dict       # test means: dc_accuracy, intent_accuracy, exact_match (those the study has)
     score: float
     teacher_score: float = None  # the teacher's own, from the same study
+    int8_agreement: float = None  # the lowest int8-vs-fp32 agreement of its exports' parity checks
+    int8_parity_failed: bool = False
 
 
 def latency_rows(study):
@@ -37,6 +39,17 @@ def latency_rows(study):
             return {r["model"]: r["batch_1"]["p50_ms"] for r in latency["rows"]}
     raise UsageError(f"{study}: no export/dc/latency.json or export/icner/latency.json (export.py --benchmark "
                      "with --teacher writes it; reproduce.sh does)")
+
+
+def int8_parity(study):
+    """(lowest int8-vs-fp32 agreement, whether a parity check failed) over the study's exports."""
+    agreements, failed = [], False
+    for task in ("dc", "icner"):
+        _, parity = export_files(study, task)
+        if parity:
+            agreements += list(parity["int8_vs_fp32_agreement"].values())
+            failed = failed or bool(parity.get("failed"))
+    return (min(agreements) if agreements else None), failed
 
 
 def study_point(study):
@@ -60,7 +73,8 @@ def study_point(study):
     teacher = [mean[("teacher", m)] for m in ("dc_accuracy", "exact_match") if ("teacher", m) in mean]
     return Point(study.name, student, condition, round(shape.get("parameters", 0) / 1e6, 1),
                  latency["ONNX int8 student"], latency["ONNX int8 teacher"], latency["PyTorch fp32 teacher"],
-                 metrics, sum(scored) / len(scored), sum(teacher) / len(teacher) if teacher else None)
+                 metrics, sum(scored) / len(scored), sum(teacher) / len(teacher) if teacher else None,
+                 *int8_parity(study))
 
 
 def pareto(points):
@@ -85,16 +99,22 @@ def recommend(points, budget_ms=None):
     return min(near, key=lambda p: p.int8_ms), f"the fastest within {NEAR_BEST_POINTS:g} point of the most accurate"
 
 
+def agreement_cell(p):
+    if p.int8_agreement is None:
+        return "not checked"
+    return f"{100 * p.int8_agreement:.2f}%" + (" (parity failed)" if p.int8_parity_failed else "")
+
+
 def table_lines(points, optimal):
     lines = ["| study | student | best condition | M params | int8 b1 p50 ms | x the teacher's int8 | "
-             "x the PyTorch teacher | DC accuracy | intent accuracy | exact match | Pareto-optimal |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "x the PyTorch teacher | DC accuracy | intent accuracy | exact match | int8 vs fp32 agreement | "
+             "Pareto-optimal |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     cell = lambda p, m: f"{100 * p.metrics[m]:.2f}" if m in p.metrics else ""  # noqa: E731
     for p in sorted(points, key=lambda p: p.int8_ms):
         lines.append(f"| {p.study} | {p.student} | {p.condition} | {p.params_m:g} | {p.int8_ms:.2f} | "
                      f"{p.teacher_int8_ms / p.int8_ms:.2f} | {p.teacher_torch_ms / p.int8_ms:.2f} | "
                      f"{cell(p, 'dc_accuracy')} | {cell(p, 'intent_accuracy')} | {cell(p, 'exact_match')} | "
-                     f"{'yes' if p in optimal else ''} |")
+                     f"{agreement_cell(p)} | {'yes' if p in optimal else ''} |")
     return lines
 
 
@@ -107,13 +127,18 @@ def write_frontier(points, out_dir, budget_ms=None):
     with open(out_dir / "frontier.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["study", "student", "condition", "params_m", "int8_b1_p50_ms", "teacher_int8_b1_p50_ms",
-                         "teacher_torch_b1_p50_ms", "dc_accuracy", "intent_accuracy", "exact_match", "score", "pareto"])
+                         "teacher_torch_b1_p50_ms", "dc_accuracy", "intent_accuracy", "exact_match", "score",
+                         "int8_agreement", "int8_parity_failed", "pareto"])
         for p in points:
             writer.writerow([p.study, p.student, p.condition, p.params_m, p.int8_ms, p.teacher_int8_ms,
                              p.teacher_torch_ms, *(p.metrics.get(m, "") for m in ("dc_accuracy", "intent_accuracy",
                                                                                  "exact_match")),
-                             round(p.score, 6), int(p in optimal)])
+                             round(p.score, 6), "" if p.int8_agreement is None else p.int8_agreement,
+                             int(p.int8_parity_failed), int(p in optimal)])
     ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
+    if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
+        ship += (f" Its int8 export failed the parity check ({agreement_cell(chosen)}): compare the int8 and fp32 "
+                 "rows' dev scores in its study's latency table, or export with --per-channel.")
     lines = ["# The accuracy-latency frontier", "", ship, "",
              f"Accuracy is {SCORE}, on test; latency is each study's export run, batch 1, tokenisation "
              "included, its teacher rows timed in the same run.", "", *table_lines(points, optimal), "",

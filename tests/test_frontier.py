@@ -29,6 +29,9 @@ def write_study(root, name, layers, hidden, dc, em, int8_ms, teacher_ms):
     latency = {"PyTorch fp32 teacher": 3.0, "ONNX int8 teacher": teacher_ms, "ONNX int8 student": int8_ms}
     (study / "export" / "dc" / "latency.json").write_text(json.dumps(
         {"rows": [{"model": m, "batch_1": {"p50_ms": v}} for m, v in latency.items()]}))
+    agreement = 0.985 if hidden == 384 else 0.995  # the wide students' int8 fails its parity check
+    (study / "export" / "dc" / "parity.json").write_text(json.dumps(
+        {"int8_vs_fp32_agreement": {"logits": agreement}, "failed": [] if agreement >= 0.99 else ["int8 agrees ..."]}))
     return study
 
 
@@ -50,12 +53,15 @@ def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, ca
     out = tmp_path / "frontier"
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.5"]) == 0
     md = (out / "frontier.md").read_text()
-    assert "**Ship `s-4x384` (4x384 random, distill_r1)**: the most accurate within the latency budget of 0.5 ms." in md
+    assert "**Ship `s-4x384` (4x384 random, distill_r1)**: the most accurate within the latency budget of 0.5 ms. " \
+        "Its int8 export failed the parity check (98.50% (parity failed))" in md
     # each row's speed-up over the teacher's int8 ONNX of its own run
-    assert "| s-4x256 | 4x256 random | distill_r1 | 10.2 | 0.31 | 1.94 | 9.68 | 86.00 | 80.00 | 50.00 | yes |" in md
-    assert "| s-6x384 | 6x384 random | distill_r1 | 23 | 0.55 | 1.09 | 5.45 | 85.00 | 79.00 | 49.00 |  |" in md
+    assert "| s-4x256 | 4x256 random | distill_r1 | 10.2 | 0.31 | 1.94 | 9.68 | 86.00 | 80.00 | 50.00 | 99.50% | yes |" in md
+    assert "| s-6x384 | 6x384 random | distill_r1 | 23 | 0.55 | 1.09 | 5.45 | 85.00 | 79.00 | 49.00 | 98.50% (parity " \
+        "failed) |  |" in md
     rows = {r["study"]: r for r in csv.DictReader(open(out / "frontier.csv"))}
     assert rows["s-6x384"]["pareto"] == "0" and rows["s-2x128"]["pareto"] == "1"
+    assert (rows["s-6x384"]["int8_parity_failed"], rows["s-2x128"]["int8_agreement"]) == ("1", "0.995")
     assert (out / "plots" / "frontier.png").stat().st_size > 10_000
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.1"]) == 1
 
