@@ -137,8 +137,8 @@ def write_frontier(points, out_dir, budget_ms=None):
                              int(p.int8_parity_failed), int(p in optimal)])
     ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
     if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
-        ship += (f" Its int8 export failed the parity check ({agreement_cell(chosen)}): compare the int8 and fp32 "
-                 "rows' dev scores in its study's latency table, or export with --per-channel.")
+        ship += (f" Its int8 export failed the parity check (int8 agrees with fp32 on {100 * chosen.int8_agreement:.2f}%): "
+                 "compare the int8 and fp32 rows' dev scores in its study's latency table, or export with --per-channel.")
     lines = ["# The accuracy-latency frontier", "", ship, "",
              f"Accuracy is {SCORE}, on test; latency is each study's export run, batch 1, tokenisation "
              "included, its teacher rows timed in the same run.", "", *table_lines(points, optimal), "",
