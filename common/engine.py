@@ -120,6 +120,8 @@ class Engine:
             shutil.rmtree(tmp, ignore_errors=True)
         self.barrier()
         self.accelerator.save_state(str(tmp), safe_serialization=False)  # tied weights pickle as is
+        # every process writes its own RNG state into tmp: none may still be writing when it is renamed
+        self.barrier()
         if self.is_main:
             engine = {"precision": self.precision, "world_size": self.world_size}
             torch.save({**loop_state, "engine": engine}, tmp / LOOP_STATE)
