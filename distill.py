@@ -20,8 +20,8 @@ from torch import nn
 from common.engine import Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
-from common.models import (build_student, default_heads, load_teacher, max_positions, load_tokenizer, student_config,
-                           student_shape)
+from common.models import (build_student, default_heads, default_intermediate, load_teacher, max_positions,
+                           load_tokenizer, student_config, student_shape)
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int,
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         run_record, timed, unit_float, write_json_atomic)
@@ -171,9 +171,8 @@ def load_models(args, timings):
                              f"{max_positions(teacher.config)} positions")
         if args.student_heads == "auto":
             args.student_heads = default_heads(args.student_hidden, teacher.config)
-        if args.student_intermediate is None:  # the teacher's at its width, so that its layers can be copied
-            same_width = args.student_hidden == teacher.config.hidden_size
-            args.student_intermediate = teacher.config.intermediate_size if same_width else 4 * args.student_hidden
+        if args.student_intermediate is None:
+            args.student_intermediate = default_intermediate(args.student_hidden, teacher.config)
         config = student_config(teacher.config, args.student_layers, args.student_hidden, args.student_heads,
                                 args.student_intermediate)
         if len(tokenizer) > config.vocab_size:

@@ -131,6 +131,11 @@ def default_heads(hidden, teacher_config):
     return next(h for h in range(max(1, hidden // 64), 0, -1) if hidden % h == 0)
 
 
+def default_intermediate(hidden, teacher_config):
+    """The teacher's feed-forward size at the teacher's width (its layers can be copied), else 4 x hidden."""
+    return teacher_config.intermediate_size if hidden == teacher_config.hidden_size else 4 * hidden
+
+
 def student_config(teacher_config, layers, hidden, heads, intermediate):
     """The teacher's config with the student's shape: same architecture, vocabulary, positions."""
     if hidden % heads:

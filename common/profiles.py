@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common.budget import tokens as budget_tokens
 from common.conditions import Condition
-from common.students import StudentError, students
+from common.students import COPYING_INITS, StudentError, students
 
 PROFILES = Path(__file__).resolve().parents[1] / "configs" / "profiles"
 HELP_PROFILES = ["cpu", "gpu", "multilingual", "multilingual-cpu", "multilingual-gpu", "quick"]
@@ -124,7 +124,7 @@ def derive_runs(knobs, quick):
     """The defaults that follow from other knobs; a malformed one is left for check_knobs.sh."""
     if not knobs["UNDISTILLED"]:  # with a start from the teacher's weights, the control says what distillation adds
         starts = [s.init for s in students(knobs)] or [knobs["STUDENT_INIT"]]
-        knobs["UNDISTILLED"] = "1" if {"select", "teacher"} & set(starts) else "0"
+        knobs["UNDISTILLED"] = "1" if set(COPYING_INITS) & set(starts) else "0"
     if not knobs["JOBS"]:
         ngpu, per_gpu = knobs["NGPU"], knobs["JOBS_PER_GPU"]
         knobs["JOBS"] = str(int(ngpu) * int(per_gpu)) if int(ngpu) > 0 and per_gpu.isdigit() else "1"

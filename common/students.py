@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 INITS = ("auto", "select", "teacher", "random")
+COPYING_INITS = ("select", "teacher")  # starts from the teacher's weights
 _SPEC = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)(?:x([1-9][0-9]*))?(?::([a-z]+))?$")
 
 
@@ -34,7 +35,7 @@ class Student:
     @property
     def copies_weights(self):
         """Starts from the teacher's weights, so the undistilled control says what distillation adds."""
-        return self.init in ("select", "teacher")
+        return self.init in COPYING_INITS
 
     def distill_args(self):
         """distill.py's shape and start flags, then this student's own."""
@@ -42,7 +43,7 @@ class Student:
                 "--student-heads", self.heads, "--student-init", self.init, *self.flags.split()]
 
 
-def parse_student(spec, default_init):
+def parse_student(spec, default_init, flags=""):
     """A STUDENTS entry, LAYERSxHIDDEN[xHEADS][:INIT]: 2x128, 4x384:teacher, 4x384x6:select."""
     match = _SPEC.match(spec)
     if not match:
@@ -53,7 +54,7 @@ def parse_student(spec, default_init):
         raise StudentError(f"STUDENTS holds '{spec}': its start '{init}' is not one of {', '.join(INITS)}")
     if heads and int(hidden) % int(heads):
         raise StudentError(f"STUDENTS holds '{spec}': {heads} heads do not divide the width {hidden}")
-    return Student(spec, int(layers), int(hidden), heads or "auto", init or default_init)
+    return Student(spec, int(layers), int(hidden), heads or "auto", init or default_init, flags)
 
 
 def parse_flags(text, specs):
@@ -75,5 +76,4 @@ def students(knobs):
     if len(set(specs)) != len(specs):
         raise StudentError(f"STUDENTS names a student twice: {knobs['STUDENTS']}")
     flags = parse_flags(knobs["STUDENT_DISTILL_FLAGS"], specs)
-    parsed = [parse_student(spec, knobs["STUDENT_INIT"]) for spec in specs]
-    return [Student(s.spec, s.layers, s.hidden, s.heads, s.init, flags.get(s.spec, "")) for s in parsed]
+    return [parse_student(spec, knobs["STUDENT_INIT"], flags.get(spec, "")) for spec in specs]

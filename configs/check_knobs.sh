@@ -19,11 +19,11 @@ done
 for knob in FT_MAX_TRAIN FT_MAX_DEV; do
   [[ -z ${!knob} || ${!knob} =~ ^[1-9][0-9]*$ ]] || knob_error "$knob must be a positive integer or empty, got '${!knob}'"
 done
+positive_number() { [[ $1 =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ && ! $1 =~ ^[0.]+([eE].*)?$ ]]; }
 for knob in FT_EPOCHS ADAPT_EPOCHS FT_LR STUDENT_FT_LR PRETRAIN_LR; do
-  [[ ${!knob} =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ && ! ${!knob} =~ ^[0.]+([eE].*)?$ ]] \
-    || knob_error "$knob must be a number > 0, got '${!knob}'"
+  positive_number "${!knob}" || knob_error "$knob must be a number > 0, got '${!knob}'"
 done
-[[ -z $LATENCY_BUDGET_MS || ( $LATENCY_BUDGET_MS =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! $LATENCY_BUDGET_MS =~ ^[0.]+$ ) ]] \
+[[ -z $LATENCY_BUDGET_MS ]] || positive_number "$LATENCY_BUDGET_MS" \
   || knob_error "LATENCY_BUDGET_MS must be milliseconds > 0 or empty, got '$LATENCY_BUDGET_MS'"
 for knob in PRETRAIN_TEACHER UNDISTILLED ICNER_PER_DOMAIN; do
   [[ ${!knob} == 0 || ${!knob} == 1 ]] || knob_error "$knob must be 0 or 1, got '${!knob}'"
