@@ -96,7 +96,8 @@ def test_export_parity_and_int8(finetuned, exported, data_dir, task):
     assert parity["fp32_vs_torch_max_abs_diff"] == pytest.approx(diff, abs=1e-6)
     assert (exported / task / "int8" / "model.onnx").stat().st_size < (exported / task / "fp32" / "model.onnx").stat().st_size
     run = json.loads((exported / task / "run.json").read_text())
-    assert run["isa"] == cpu_isa() and run["task"] == task
+    assert run["isa"] == cpu_isa() and run["task"] == task and run["int8_per_channel"] is True
+    assert per_channel_scales(exported / task / "int8" / "model.onnx") > 0
     # fused by default, int8 too: onnxruntime's attention, LayerNorm and GELU kernels, quantised
     import onnx
     ops = {n.op_type for n in onnx.load(exported / task / "int8" / "model.onnx").graph.node}
@@ -109,6 +110,36 @@ def test_failed_parity_exits_1_with_the_figures(finetuned, data_dir, tmp_path, c
                         "--locales", "en-US", "--max-abs-diff", "1e-30"]) == 1
     assert "parity check failed: fp32 ONNX differs from PyTorch by" in capsys.readouterr().err
     assert json.loads((out / "parity.json").read_text())["failed"]
+
+
+def per_channel_scales(model_path):
+    """How many of the int8 graph's weight scales are vectors (one per output channel): none when
+    the weights are quantised per tensor."""
+    import onnx
+    from onnx import numpy_helper
+    return sum(1 for t in onnx.load(model_path).graph.initializer
+               if t.name.endswith("_scale") and numpy_helper.to_array(t).size > 1)
+
+
+def test_int8_goes_per_channel_only_where_per_tensor_misses_the_agreement_target(finetuned, data_dir, tmp_path):
+    """--per-channel auto (the default) keeps whichever int8 agrees with fp32 more, records it, and
+    leaves no trial folder; off never tries. A 100% target makes per tensor miss on the tiny model."""
+    common = ["--model", str(finetuned / "icner"), "--data", str(data_dir / "massive"), "--locales", "en-US",
+              "--min-agreement", "1.0"]
+    export.main(common + ["--output-dir", str(tmp_path / "auto")])
+    parity = json.loads((tmp_path / "auto" / "parity.json").read_text())
+    run = json.loads((tmp_path / "auto" / "run.json").read_text())
+    tried = parity["per_tensor_tried"] if parity["per_channel"] else parity["per_channel_tried"]
+    assert min(parity["int8_vs_fp32_agreement"].values()) >= min(tried["int8_vs_fp32_agreement"].values())
+    assert tried["failed"] and run["int8_per_channel"] == parity["per_channel"]
+    assert (per_channel_scales(tmp_path / "auto" / "int8" / "model.onnx") > 0) == parity["per_channel"]
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["fp32", "int8", "parity.json", "run.json"]
+
+    export.main(common + ["--output-dir", str(tmp_path / "off"), "--per-channel", "off"])
+    parity = json.loads((tmp_path / "off" / "parity.json").read_text())
+    assert "per_channel" not in parity and parity["failed"]
+    assert per_channel_scales(tmp_path / "off" / "int8" / "model.onnx") == 0
+    assert json.loads((tmp_path / "off" / "run.json").read_text())["int8_per_channel"] is False
 
 
 def test_dc_folders_open_with_optimum(finetuned, exported, data_dir):
