@@ -36,17 +36,35 @@ def sweep_budgets(folder):
     return out
 
 
-def row(folder, budget, finding_rows, result_rows):
+def row(folder, budget, finding_rows, result_rows, student=None, repo=REPO):
+    """A study's row; `student` names the shape a students study ships, beside its best condition."""
     record = read_provenance(folder)
     best = best_student(result_rows)
     seeds = max((int(r["seeds"]) for r in finding_rows), default=1)
     shares = teacher_percentages(result_rows, best) if best else {}
     where = record.get("device") if record.get("device") not in (None, "CPU") else record.get("machine", "")
     cells = [record.get("title", folder.name), budget, str(seeds), claim_cell(finding_rows, *CLAIMS[0]),
-             claim_cell(finding_rows, *CLAIMS[1]), f"`{best}`" if best else "",
+             claim_cell(finding_rows, *CLAIMS[1]),
+             (f"`{student}` `{best}`" if student else f"`{best}`") if best else "",
              ", ".join(f"{share:.1f}% {'DC' if title.startswith('DC') else 'EM'}" for title, (share, _, _) in shares.items()),
-             f"{record.get('date', '')[:10]}, {where}", f"[report]({folder.relative_to(REPO).as_posix()}/REPORT.md)"]
+             f"{record.get('date', '')[:10]}, {where}", f"[report]({folder.relative_to(repo).as_posix()}/REPORT.md)"]
     return "| " + " | ".join(cells) + " |"
+
+
+def students_row(folder, repo=REPO):
+    """A study over several students (aggregate.py --frontier): the row of the one its frontier
+    ships, from that student's own results and findings."""
+    shipped = next((r for r in read_csv(folder / "frontier.csv") if r.get("shipped") == "1"), None)
+    if shipped is None:  # no student within the study's latency budget
+        return row(folder, "", [], [], repo=repo)
+    return study_row(folder, folder / shipped["study"], student=shipped["student"], repo=repo)
+
+
+def study_row(folder, results_folder, student=None, repo=REPO):
+    results = read_csv(results_folder / "results.csv")
+    tokens = next((r["distill_tokens"] for r in results if r["condition"].startswith("distill_r") and r.get("distill_tokens")), "")
+    return row(folder, short_tokens(int(tokens)) if tokens else "", read_csv(results_folder / "findings.csv"), results,
+               student, repo)
 
 
 def short_tokens(tokens):
@@ -61,12 +79,11 @@ def answer_block(repo=REPO):
     for name in LANDED:
         folder = repo / name
         if (folder / "sweep.csv").is_file():
-            lines += [row(folder, budget, gains, results) for budget, gains, results in sweep_budgets(folder)]
+            lines += [row(folder, budget, gains, results, repo=repo) for budget, gains, results in sweep_budgets(folder)]
+        elif (folder / "frontier.csv").is_file():
+            lines.append(students_row(folder, repo))
         else:
-            tokens = next((r["distill_tokens"] for r in read_csv(folder / "results.csv")
-                           if r["condition"] == "distill_r1" and r["distill_tokens"]), "")
-            lines.append(row(folder, short_tokens(int(tokens)) if tokens else "",
-                             read_csv(folder / "findings.csv"), read_csv(folder / "results.csv")))
+            lines.append(study_row(folder, folder, repo=repo))
     return "\n".join(lines + ["", END])
 
 

@@ -128,13 +128,13 @@ def write_frontier(points, out_dir, budget_ms=None):
         writer = csv.writer(f)
         writer.writerow(["study", "student", "condition", "params_m", "int8_b1_p50_ms", "teacher_int8_b1_p50_ms",
                          "teacher_torch_b1_p50_ms", "dc_accuracy", "intent_accuracy", "exact_match", "score",
-                         "int8_agreement", "int8_parity_failed", "pareto"])
+                         "int8_agreement", "int8_parity_failed", "pareto", "shipped"])
         for p in points:
             writer.writerow([p.study, p.student, p.condition, p.params_m, p.int8_ms, p.teacher_int8_ms,
                              p.teacher_torch_ms, *(p.metrics.get(m, "") for m in ("dc_accuracy", "intent_accuracy",
                                                                                  "exact_match")),
                              round(p.score, 6), "" if p.int8_agreement is None else p.int8_agreement,
-                             int(p.int8_parity_failed), int(p in optimal)])
+                             int(p.int8_parity_failed), int(p in optimal), int(p is chosen)])
     ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
     if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
         ship += (f" Its int8 export failed the parity check (int8 agrees with fp32 on {100 * chosen.int8_agreement:.2f}%): "

@@ -208,7 +208,8 @@ def assignments(knobs, user_set, args, env):
               f"LARGEST_BUDGET={shlex.quote(budgets[-1] if budgets else '')}"]  # a sweep's: its similarity and export
     if not env.get("STUDY_STARTED"):  # for REPORT.md's provenance; a job inherits its study's
         command = " ".join(f"{k}={shlex.quote(knobs[k])}" for k in user_set) + " bash reproduce.sh " + " ".join(args.mode)
-        title = f"the {args.profile} profile" + (", quick" if args.quick else "") + (", multilingual" if args.multilingual else "")
+        title = knobs.get("TITLE") or (f"the {args.profile} profile" + (", quick" if args.quick else "")
+                                       + (", multilingual" if args.multilingual else ""))
         lines += [f"export STUDY_STARTED={int(time.time())}", f"export STUDY_COMMAND={shlex.quote(command.strip())}",
                   f"export STUDY_TITLE={shlex.quote(title)}"]
     jobs_at_once = int(knobs["JOBS"]) if knobs["JOBS"].isdigit() else 1

@@ -5,6 +5,7 @@ import json
 import pytest
 
 import aggregate
+from common.answer import students_row
 from common.frontier import pareto, recommend, study_point
 from common.run import UsageError
 
@@ -64,6 +65,21 @@ def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, ca
     assert (rows["s-6x384"]["int8_parity_failed"], rows["s-2x128"]["int8_agreement"]) == ("1", "0.995")
     assert (out / "plots" / "frontier.png").stat().st_size > 10_000
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.1"]) == 1
+
+
+def test_the_readme_row_of_a_students_study_is_the_student_it_ships(tmp_path):
+    """The README's answer row of a study over students: the student its frontier ships, with that
+    student's own findings and share of the teacher; none when no student fits the budget."""
+    root = tmp_path / "students"
+    studies = [write_study(root, *s) for s in STUDIES]
+    (root / "s-4x384" / "findings.csv").write_text("better,worse,metric,locale,seeds,diff,verdict\n"
+                                                   "distill_r1,scratch,dc_accuracy,all,5,0.05,reproduced\n")
+    assert aggregate.main(["--frontier", *map(str, studies), "--output", str(root), "--latency-budget-ms", "0.5"]) == 0
+    cells = students_row(root, tmp_path).split(" | ")
+    assert "`4x384 random` `distill_r1`" in cells and "DC +5.00 holds" in cells and "5" in cells
+    assert "96.7% DC, 86.4% EM" in cells  # 0.87 of 0.90 and 0.51 of 0.59
+    assert aggregate.main(["--frontier", *map(str, studies), "--output", str(root), "--latency-budget-ms", "0.1"]) == 1
+    assert "`" not in students_row(root, tmp_path)
 
 
 def test_a_study_without_its_export_is_one_line(tmp_path):

@@ -3,9 +3,11 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -577,6 +579,20 @@ def test_help_lists_every_knob_with_each_profiles_default():
     assert len(listed) == len(set(listed)) > 40
     seeds = re.search(r"^  SEEDS=.*?(?=^  [A-Z])", proc.stdout, re.M | re.S).group(0)
     assert "profiles: cpu: '1 2 3 4 5'" in seeds and "quick: '1'" in seeds
+
+
+def test_title_names_the_study_in_its_provenance():
+    """TITLE reaches REPORT.md's provenance (STUDY_TITLE) and the recorded command; without it, the profile's name."""
+    def resolved(**env):
+        proc = subprocess.run([sys.executable, "-m", "common.profiles", "resolve", "--profile", "cpu", "--mode", "--stage",
+                               "final"], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return {k: shlex.split(v)[0] for k, v in (line.removeprefix("export ").split("=", 1)
+                                                  for line in proc.stdout.splitlines() if line.startswith("export STUDY_"))}
+    mine = resolved(TITLE="MASSIVE en-US, my students")
+    assert mine["STUDY_TITLE"] == "MASSIVE en-US, my students"
+    assert mine["STUDY_COMMAND"] == "TITLE='MASSIVE en-US, my students' bash reproduce.sh --stage final"
+    assert resolved()["STUDY_TITLE"] == "the cpu profile"
 
 
 def test_quick_honours_the_knobs_you_set(tmp_path):
