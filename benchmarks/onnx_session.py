@@ -4,7 +4,10 @@
 Each round times every folder once per utterance, in turn, so that a machine that speeds up or
 slows down during the run moves all of them alike; the ratio of medians is the figure to quote.
 "session" is ONNX Runtime's run on pre-tokenised inputs; "end to end" adds tokenisation, as a
-service pays it.
+service pays it. Models that take turns slow each other: six 2 x 384 int8 models timed together
+took 1.6-1.8x the session time of one of them timed beside one other (2026-12-02, 2 cores of an AMD
+EPYC; docs/results/per-domain-package/), so compare few folders at a time, and read ratios, not
+milliseconds, across runs with different numbers of folders.
 
     python benchmarks/onnx_session.py out/x_onnx/int8 out/x_onnx_fused/int8 --threads 1 2
 """
