@@ -29,6 +29,7 @@ class Point:
     teacher_score: float = None  # the teacher's own, from the same study
     int8_agreement: float = None  # the lowest int8-vs-fp32 agreement of its exports' parity checks
     int8_parity_failed: bool = False
+    per_channel_tried: bool = False  # export.py --per-channel auto quantised per channel too
 
 
 def latency_rows(study):
@@ -42,14 +43,16 @@ def latency_rows(study):
 
 
 def int8_parity(study):
-    """(lowest int8-vs-fp32 agreement, whether a parity check failed) over the study's exports."""
-    agreements, failed = [], False
+    """(lowest int8-vs-fp32 agreement, whether a parity check failed, whether per-channel weights
+    were tried where one did) over the study's exports."""
+    agreements, failed, tried = [], False, False
     for task in ("dc", "icner"):
         _, parity = export_files(study, task)
         if parity:
             agreements += list(parity["int8_vs_fp32_agreement"].values())
             failed = failed or bool(parity.get("failed"))
-    return (min(agreements) if agreements else None), failed
+            tried = tried or (bool(parity.get("failed")) and "per_channel" in parity)
+    return (min(agreements) if agreements else None), failed, tried
 
 
 def study_point(study):
@@ -138,7 +141,8 @@ def write_frontier(points, out_dir, budget_ms=None):
     ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
     if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
         ship += (f" Its int8 export failed the parity check (int8 agrees with fp32 on {100 * chosen.int8_agreement:.2f}%): "
-                 "compare the int8 and fp32 rows' dev scores in its study's latency table, or export with --per-channel.")
+                 "compare the int8 and fp32 rows' dev scores in its study's latency table"
+                 + (" (per-channel weights were tried too)." if chosen.per_channel_tried else ", or export with --per-channel on."))
     lines = ["# The accuracy-latency frontier", "", ship, "",
              f"Accuracy is {SCORE}, on test; latency is each study's export run, batch 1, tokenisation "
              "included, its teacher rows timed in the same run.", "", *table_lines(points, optimal), "",

@@ -65,6 +65,12 @@ def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, ca
     assert (rows["s-6x384"]["int8_parity_failed"], rows["s-2x128"]["int8_agreement"]) == ("1", "0.995")
     assert (out / "plots" / "frontier.png").stat().st_size > 10_000
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.1"]) == 1
+    # an export that quantised per channel too (export.py --per-channel auto) is not told to try it
+    assert "or export with --per-channel on." in md
+    parity = studies[2] / "export" / "dc" / "parity.json"
+    parity.write_text(json.dumps({**json.loads(parity.read_text()), "per_channel": False}))
+    assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.5"]) == 0
+    assert "table (per-channel weights were tried too)." in (out / "frontier.md").read_text()
 
 
 def test_the_readme_row_of_a_students_study_is_the_student_it_ships(tmp_path):
