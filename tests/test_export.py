@@ -142,6 +142,24 @@ def test_int8_goes_per_channel_only_where_per_tensor_misses_the_agreement_target
     assert json.loads((tmp_path / "off" / "run.json").read_text())["int8_per_channel"] is False
 
 
+def test_the_session_benchmark_times_each_folder_warm_or_cold(exported, data_dir, capsys):
+    """benchmarks/onnx_session.py prints a session and an end-to-end row per folder and thread
+    count, warm by default and cold on request (no timings asserted: they are the benchmark's)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("onnx_session", REPO / "benchmarks" / "onnx_session.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    folders = [str(exported / task / "int8") for task in ("dc", "icner")]
+    for flags, kind in (([], "warm"), (["--cold"], "cold")):
+        assert bench.main([*folders, "--data", str(data_dir / "massive" / "en-US.jsonl"), "--utterances", "4",
+                           "--rounds", "1", "--threads", "1", *flags]) == 0
+        out = capsys.readouterr().out
+        assert f"4 test utterances x 1 rounds, {kind} calls" in out
+        rows = [line.split() for line in out.splitlines()[2:]]
+        assert [(r[0], r[1], " ".join(r[2:-4])) for r in rows] == [
+            (f, "x1", w) for f in folders for w in ("session", "end to end")]
+
+
 def test_dc_folders_open_with_optimum(finetuned, exported, data_dir):
     """optimum's ORTModel opens each exported folder as is, computes the PyTorch model's logits and
     names the classes as the finetuned model does."""
