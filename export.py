@@ -238,8 +238,8 @@ def int8_failed(parity):
 
 
 def try_per_channel(args, tokenizer, dev, work, task, isa, parity):
-    """Per-tensor int8 missed the agreement target: quantise per channel (a few percent slower at
-    batch 1, measured on the students' exports) and keep whichever agrees with fp32 more."""
+    """Per-tensor int8 missed the agreement target: quantise per channel (5-12% slower sessions at
+    batch 1 on the student pilot's exports, docs/export.md) and keep whichever agrees with fp32 more."""
     print("int8 per tensor misses the agreement target: quantising per channel ...", file=sys.stderr)
     dev = dev[:args.parity_utterances]
     quantize_onnx(work / "fp32", work / "int8-per-channel", isa, True)
