@@ -189,6 +189,8 @@ def export_and_check(args, work, labels, isa, dev, test, started):
         if isa and args.per_channel == "auto" and int8_failed(parity):
             parity = try_per_channel(args, tokenizer, dev, work, task_of(labels), isa, parity)
             per_channel = parity["per_channel"]
+        if isa:
+            parity["per_channel"] = per_channel
         write_json_atomic(work / "parity.json", parity)
         run["parity"] = parity
         failed = parity["failed"]
@@ -224,13 +226,11 @@ def check_parity(args, model, tokenizer, dev, work, task):
 
 def int8_parity(args, fp32, folder, tokenizer, dev, task):
     """(agreement per output, failed checks, dev metrics) of the int8 model in `folder` against fp32."""
-    texts = [u.text for u in dev]
-    _, agreement = compare(fp32.logits_fn, OnnxModel(folder, args.threads).logits_fn, tokenizer, texts,
-                           args.max_seq_length)
+    texts, int8 = [u.text for u in dev], OnnxModel(folder, args.threads)
+    _, agreement = compare(fp32.logits_fn, int8.logits_fn, tokenizer, texts, args.max_seq_length)
     failed = [f"int8 agrees with fp32 on {100 * share:.2f}% of {name} < {100 * args.min_agreement:.1f}%"
               for name, share in agreement.items() if share < args.min_agreement]
-    return agreement, failed, task.score(dev, OnnxModel(folder, args.threads).predict(texts, args.max_seq_length),
-                                         bootstrap=0)
+    return agreement, failed, task.score(dev, int8.predict(texts, args.max_seq_length), bootstrap=0)
 
 
 def int8_failed(parity):

@@ -51,7 +51,7 @@ def int8_parity(study):
         if parity:
             agreements += list(parity["int8_vs_fp32_agreement"].values())
             failed = failed or bool(parity.get("failed"))
-            tried = tried or (bool(parity.get("failed")) and "per_channel" in parity)
+            tried = tried or (bool(parity.get("failed")) and (parity.get("per_channel") or "per_channel_tried" in parity))
     return (min(agreements) if agreements else None), failed, tried
 
 

@@ -97,6 +97,7 @@ def test_export_parity_and_int8(finetuned, exported, data_dir, task):
     assert (exported / task / "int8" / "model.onnx").stat().st_size < (exported / task / "fp32" / "model.onnx").stat().st_size
     run = json.loads((exported / task / "run.json").read_text())
     assert run["isa"] == cpu_isa() and run["task"] == task and run["int8_per_channel"] is True
+    assert parity["per_channel"] is True and "per_channel_tried" not in parity
     assert per_channel_scales(exported / task / "int8" / "model.onnx") > 0
     # fused by default, int8 too: onnxruntime's attention, LayerNorm and GELU kernels, quantised
     import onnx
@@ -137,7 +138,7 @@ def test_int8_goes_per_channel_only_where_per_tensor_misses_the_agreement_target
 
     export.main(common + ["--output-dir", str(tmp_path / "off"), "--per-channel", "off"])
     parity = json.loads((tmp_path / "off" / "parity.json").read_text())
-    assert "per_channel" not in parity and parity["failed"]
+    assert parity["per_channel"] is False and "per_channel_tried" not in parity and parity["failed"]
     assert per_channel_scales(tmp_path / "off" / "int8" / "model.onnx") == 0
     assert json.loads((tmp_path / "off" / "run.json").read_text())["int8_per_channel"] is False
 

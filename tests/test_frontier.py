@@ -68,7 +68,7 @@ def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, ca
     # an export that quantised per channel too (export.py --per-channel auto) is not told to try it
     assert "or export with --per-channel on." in md
     parity = studies[2] / "export" / "dc" / "parity.json"
-    parity.write_text(json.dumps({**json.loads(parity.read_text()), "per_channel": False}))
+    parity.write_text(json.dumps({**json.loads(parity.read_text()), "per_channel": False, "per_channel_tried": {}}))
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.5"]) == 0
     assert "table (per-channel weights were tried too)." in (out / "frontier.md").read_text()
 
