@@ -1,7 +1,9 @@
 """The README and the landed reports: generated, consistent, and free of this machine's paths."""
 import gzip
 import re
+import shutil
 import subprocess
+import sys
 
 from conftest import REPO
 
@@ -61,3 +63,12 @@ def test_the_docs_link_only_to_what_exists():
     for page in sorted((REPO / "docs").glob("*.md")):
         for link in re.findall(r"\]\(([^)#:]+)", page.read_text(encoding="utf-8")):
             assert (page.parent / link).exists(), f"{page.name} links to {link}, which does not exist"
+
+
+def test_the_per_domain_package_report_is_what_its_files_generate(tmp_path):
+    """docs/results/per-domain-package/REPORT.md, written by its report.py from the landed files."""
+    landed = REPO / "docs" / "results" / "per-domain-package"
+    copy = shutil.copytree(landed, tmp_path / "copy")
+    (copy / "REPORT.md").unlink()
+    subprocess.run([sys.executable, str(landed / "report.py"), str(copy)], check=True, capture_output=True)
+    assert (copy / "REPORT.md").read_text(encoding="utf-8") == (landed / "REPORT.md").read_text(encoding="utf-8")
