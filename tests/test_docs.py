@@ -72,3 +72,10 @@ def test_the_per_domain_package_report_is_what_its_files_generate(tmp_path):
     (copy / "REPORT.md").unlink()
     subprocess.run([sys.executable, str(landed / "report.py"), str(copy)], check=True, capture_output=True)
     assert (copy / "REPORT.md").read_text(encoding="utf-8") == (landed / "REPORT.md").read_text(encoding="utf-8")
+
+
+def test_the_teacher_pilot_comparison_is_what_its_records_give():
+    """docs/results/pilot-teacher/compare.txt, printed by its compare.py from the two teachers' records."""
+    folder = REPO / "docs" / "results" / "pilot-teacher"
+    printed = subprocess.run([sys.executable, str(folder / "compare.py")], check=True, capture_output=True, text=True)
+    assert printed.stdout == (folder / "compare.txt").read_text(encoding="utf-8")
