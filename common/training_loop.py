@@ -64,13 +64,13 @@ class StepTask:
         return {}
 
 
-def add_optimizer_args(group, lr, warmup_ratio):
+def add_optimizer_args(group, lr, warmup_ratio, lr_help=None):
     """The knobs every loop shares: its optimizer and schedule, accumulation, clipping, seed and
     precision (distill.py and finetune.py each give their own learning rate and warm-up)."""
     from common.engine import PRECISIONS
     from common.run import non_negative_float, non_negative_int, positive_float, positive_int, unit_float
     group.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
-    group.add_argument("--lr", type=positive_float, default=lr)
+    group.add_argument("--lr", type=positive_float, default=lr, help=lr_help)
     group.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="AdamW's, not on biases and norms")
     group.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", help="the learning-rate schedule after warm-up")
     group.add_argument("--warmup-ratio", type=unit_float, default=warmup_ratio, help="share of the steps warming up")

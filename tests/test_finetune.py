@@ -168,3 +168,12 @@ def test_the_icner_loss_is_intent_ce_plus_slot_loss_coef_times_slot_ce(teacher_d
     finetune.main(ft_args(teacher_dir, data_dir, tmp_path / "icner", "icner", "--max-steps", "1",
                           "--slot-loss-coef", "0.25"))
     assert JointIntentSlotModel.from_pretrained(tmp_path / "icner").config.slot_loss_coef == 0.25
+
+
+def test_the_default_learning_rate_is_the_profiles_for_heads_and_the_gentler_one_for_mlm():
+    # by hand, without --lr, a finetuned teacher should match the study's (FT_LR 3e-4), not 1e-4
+    base = ["--model", "m", "--data", "d", "--output-dir", "o"]
+    assert finetune.parse_args(["--task", "icner", *base]).lr == 3e-4
+    assert finetune.parse_args(["--task", "dc", *base]).lr == 3e-4
+    assert finetune.parse_args(["--task", "mlm", *base]).lr == 1e-4
+    assert finetune.parse_args(["--task", "dc", *base, "--lr", "2e-5"]).lr == 2e-5
