@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Each variant of the 2 x 384 student against the student pilot's (the baseline), paired utterance
+by utterance on test with the studies' bootstrap over test utterances (one seed each, so the
+interval holds the test set's variance, not the training seed's); its share of the 3e-4 teacher's
+score; its ICNER dev curve and job times.
+
+    python docs/results/pilot-slot-gap/compare.py > docs/results/pilot-slot-gap/compare.txt
+"""
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from common.metrics import paired_bootstrap_ci  # noqa: E402
+from common.study import STATISTICS  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+JOB = "student_2x384-teacher__seed1__distill_r1"
+BASELINE = HERE.parent / "pilot-students" / "jobs"
+TEACHER = HERE.parent / "pilot-teacher" / "jobs" / "seed1__teacher"
+METRICS = {"dc": ["dc_accuracy"], "icner": ["intent_accuracy", "slot_f1", "exact_match"]}
+
+
+def per_utterance(prefix, task):
+    """evaluate.py's per-utterance counts, in utterance-id order."""
+    counts = json.loads(gzip.open(f"{prefix}__{task}_test.json.gz", "rt").read())["per_utterance"]
+    order = np.argsort(counts["id"])
+    return {k: np.asarray(v)[order] for k, v in counts.items() if k not in ("id", "locale")}
+
+
+def score(counts, metric):
+    n = len(next(iter(counts.values())))
+    return 100 * float(STATISTICS[metric]({k: v.sum() for k, v in counts.items()}, n))
+
+
+def record(prefix, name):
+    return json.loads(Path(f"{prefix}__{name}_run.json").read_text())
+
+
+def describe(label, prefix):
+    """The job's ICNER dev curve (exact match per evaluation) and its steps' wall times."""
+    curve = ", ".join(f"{100 * h['dev']:.2f}" for h in record(prefix, "icner")["history"])
+    times = [f"{name} {record(prefix, name)['timings']['wall_s'] / 60:.1f} min" for name in ("student", "dc", "icner")]
+    print(f"{label}: ICNER dev exact match by evaluation {curve}; {', '.join(times)}")
+
+
+def compare(variant):
+    prefix = HERE / "jobs" / variant / JOB
+    print(f"## {variant} minus the baseline\n")
+    print("metric           variant baseline  difference [paired bootstrap 95%]  variant / teacher")
+    for task, metrics in METRICS.items():
+        new, old, teacher = per_utterance(prefix, task), per_utterance(BASELINE / JOB, task), per_utterance(TEACHER, task)
+        for metric in metrics:
+            diff, low, high = paired_bootstrap_ci([new], [old], STATISTICS[metric])
+            print(f"{metric:<16}{score(new, metric):>8.2f} {score(old, metric):>8.2f}"
+                  f"   {100 * diff:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+                  f"{100 * score(new, metric) / score(teacher, metric):>24.1f}%")
+    describe(variant, prefix)
+    print()
+
+
+print("The 2 x 384 student from the teacher's layers, target-only at 1M transfer tokens, seed 1.")
+print("Teacher (FT_LR 3e-4, seed 1): " + ", ".join(f"{m} {score(per_utterance(TEACHER, t), m):.2f}"
+                                                  for t, ms in METRICS.items() for m in ms))
+describe("baseline", BASELINE / JOB)
+print()
+for variant in sorted(p.name for p in (HERE / "jobs").iterdir() if (p / f"{JOB}__icner_test.json.gz").is_file()):
+    compare(variant)
