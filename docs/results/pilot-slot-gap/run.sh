@@ -6,7 +6,8 @@
 #   uniform: every student layer matched to a teacher layer (--hidden-layers uniform)
 #   attn:    the MiniLMv2 attention-relation loss beside the hidden-state losses (--alpha-attn 1)
 #   epochs6: six finetuning epochs instead of three (FT_EPOCHS=6; its dev curve was still rising)
-# and the teacher's job at six epochs too (teacher6), since its dev curve was rising as well.
+# and the teacher's job at six epochs too (teacher6), since its dev curve was rising as well; then
+# the two that helped together (uniform-epochs6).
 # The baseline is the student pilot's job (../pilot-students/jobs/), the teacher the teacher
 # pilot's (../pilot-teacher/jobs/); compare.py pairs them utterance by utterance. Resumable:
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../../.."
 STUDY=${1:-../runs/pilot-slot-gap}
-VARIANTS=("${@:2}"); [[ ${#VARIANTS[@]} -gt 0 ]] || VARIANTS=(uniform attn epochs6 teacher6)
+VARIANTS=("${@:2}"); [[ ${#VARIANTS[@]} -gt 0 ]] || VARIANTS=(uniform attn epochs6 teacher6 uniform-epochs6)
 export STUDENTS="2x384:teacher" RATIOS=1
 for variant in "${VARIANTS[@]}"; do
   job=(1 distill_r1 - distill 1 - 2x384-teacher)
@@ -25,7 +26,9 @@ for variant in "${VARIANTS[@]}"; do
     attn)    knobs=(STUDENT_DISTILL_FLAGS="2x384:teacher=--alpha-attn 1") ;;
     epochs6) knobs=(FT_EPOCHS=6) ;;
     teacher6) knobs=(FT_EPOCHS=6) job=(1 teacher - teacher - - -) ;;
-    *) echo "run.sh: error: unknown variant '$variant' (use uniform, attn, epochs6 or teacher6)" >&2; exit 2 ;;
+    uniform-epochs6) knobs=(STUDENT_DISTILL_FLAGS="2x384:teacher=--hidden-layers uniform" FT_EPOCHS=6) ;;
+    *) echo "run.sh: error: unknown variant '$variant' (use uniform, attn, epochs6, teacher6 or uniform-epochs6)" >&2
+       exit 2 ;;
   esac
   mkdir -p "$STUDY/$variant"
   bash docs/results/jobs.sh restore "$STUDY/$variant" "$HERE/jobs/$variant"
