@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 from common.answer import LANDED, answer_block, readme_block
@@ -74,8 +76,9 @@ def test_the_per_domain_package_report_is_what_its_files_generate(tmp_path):
     assert (copy / "REPORT.md").read_text(encoding="utf-8") == (landed / "REPORT.md").read_text(encoding="utf-8")
 
 
-def test_the_teacher_pilot_comparison_is_what_its_records_give():
-    """docs/results/pilot-teacher/compare.txt, printed by its compare.py from the two teachers' records."""
-    folder = REPO / "docs" / "results" / "pilot-teacher"
+@pytest.mark.parametrize("pilot", ["pilot-teacher", "pilot-slot-gap"])
+def test_a_pilots_comparison_is_what_its_records_give(pilot):
+    """docs/results/<pilot>/compare.txt, printed by its compare.py from the jobs' records."""
+    folder = REPO / "docs" / "results" / pilot
     printed = subprocess.run([sys.executable, str(folder / "compare.py")], check=True, capture_output=True, text=True)
     assert printed.stdout == (folder / "compare.txt").read_text(encoding="utf-8")
