@@ -33,7 +33,7 @@ from common.training_loop import Cadence, StepTask, add_optimizer_args, optimize
 
 # Default learning rates: the profiles' rate for classification heads; masked-LM training changes
 # a pretrained encoder's own objective, so it keeps the gentler rate its studies were run at.
-LR = {"dc": 3e-4, "icner": 3e-4, "mlm": 1e-4}
+DEFAULT_LR = {"dc": 3e-4, "icner": 3e-4, "mlm": 1e-4}
 
 
 def parse_args(argv):
@@ -82,7 +82,7 @@ def parse_args(argv):
     if (args.domain or args.all_domains) and not (args.task in TASKS and TASKS[args.task].per_domain):
         p.error(f"--domain / --all-domains are for {', '.join('--task ' + t for t in TASKS if TASKS[t].per_domain)}")
     if args.lr is None:
-        args.lr = LR[args.task]
+        args.lr = DEFAULT_LR[args.task]
     return args
 
 
