@@ -4,11 +4,12 @@
 # from the teacher's layers, MASSIVE en-US, the CPU profile (1M transfer tokens, the teacher at
 # FT_LR 3e-4) but for six finetuning epochs instead of three, for the teacher too: six gave the
 # 2 x 384 student 3.80 more test exact match and the teacher 2.82 more (../pilot-slot-gap/).
-# Seed 1 runs again here though the pilots ran its 2 x 384 target-only and teacher jobs: the
-# exports and latency tables need their models, which records do not hold.
+# The exports and latency tables need seed 1's models, which records do not hold, so seed 1's
+# records are never restored: on a machine without the study folder, seed 1 runs again. (The
+# landed run's seed-1 teacher and 2 x 384 target-only jobs are ../pilot-slot-gap/'s teacher6 and
+# epochs6 jobs, the same flags, their folders copied into the study before it started.)
 # Run from the repository, over as many sittings as it takes: each job's records are saved in
-# jobs/ as it finishes, and a rerun restores them and goes on with the rest; seed 1's are not
-# restored, for the same reason (on a machine without the study folder, seed 1 runs again).
+# jobs/ as it finishes, and a rerun restores them and goes on with the rest.
 #
 #   bash docs/results/students/run.sh [STUDY]   # default: ../runs/students beside the checkout
 set -euo pipefail
