@@ -258,13 +258,13 @@ def mean_cell(row):
     return f"{100 * float(row['mean']):.2f}{ci}"
 
 
-def best_lines(folder, result_rows):
+def best_lines(folder, result_rows, with_export=True):
     best = best_student(result_rows)
     if best is None:
         return []
     share = teacher_share(result_rows, best)
     lines = [f"**The best student is `{best}`** ({BEST_RULE})" + (f": it keeps {share}." if share else "."), ""]
-    exported = export_lines(folder)
+    exported = export_lines(folder) if with_export else []
     if exported:
         lines += ["Its export to int8 ONNX (seed 1; `export/`):", ""] + exported
     return lines
@@ -286,6 +286,14 @@ def study_report(folder, record):
               "Every row, locale and claim: [results.md](results.md), [findings.csv](findings.csv).", ""]
     lines += mean_table(result_rows) + [""]
     return lines + plot_lines(folder) + provenance_lines(record)
+
+
+def exports_not_of(folder, budget_folder):
+    """The exported models (export/<task>.model, as reproduce.sh records them) that are not of
+    BUDGET_FOLDER's students, from the budget folder on; a landed copy records none."""
+    models = [(folder / "export" / f"{task}.model") for task in ("dc", "icner")]
+    models = [m.read_text().splitlines()[0] for m in models if m.is_file()]
+    return [m[m.find("budget_"):] if "budget_" in m else m for m in models if f"/{budget_folder}/" not in m]
 
 
 def sweep_gains(rows):
@@ -322,7 +330,11 @@ def sweep_report(folder, record):
     if largest:
         lines += [f"At the largest budget ({largest.parent.name.removeprefix('budget_')}, its own report: "
                   f"[{largest.parent.name}/REPORT.md]({largest.parent.name}/REPORT.md)):", ""]
-        lines += best_lines(folder, read_csv(largest))
+        elsewhere = exports_not_of(folder, largest.parent.name)
+        lines += best_lines(folder, read_csv(largest), with_export=not elsewhere)
+        if elsewhere:
+            lines += [f"`export/` holds another budget's student ({', '.join(f'`{m}`' for m in elsewhere)}), "
+                      "so its figures are not shown here: a sweep run in parts exports each part's largest budget.", ""]
     if record.get("largest_budget_report"):
         lines += [f"The largest budget's own study, with its best student and export: "
                   f"[{record['largest_budget_report']}]({record['largest_budget_report']})."]

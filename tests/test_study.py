@@ -21,6 +21,7 @@ from common.engine import LOOP_STATE
 from common.massive import load_massive
 from common.utterance import SPLITS
 from common.metrics import contrast_bootstrap_ci, mean_ci, minimum_detectable_difference, paired_bootstrap_ci
+from common.report import write_report
 from common.similarity import js_divergence, similarity, spearman, spearman_p_value
 from common.study import collect, findings, summarise
 from common.task_data import write_bio
@@ -235,6 +236,18 @@ def test_sweep_aggregation_on_fixture_results(tmp_path):
     assert teacher == {"budget_300k": "1.0", "budget_1M": "1.0"}
     assert "| 300k | 3 | +10.00 t[+10.00, +10.00] b[" in (tmp_path / "sweep.md").read_text()
     assert (tmp_path / "plots" / "gain_vs_budget.png").stat().st_size > 10_000
+    # the report shows the export's figures only when it is of the largest budget's student
+    for budget in ("300k", "1M"):
+        aggregate.main(["--out-root", str(tmp_path / f"budget_{budget}")])
+    (tmp_path / "export" / "dc").mkdir(parents=True)
+    (tmp_path / "export" / "dc" / "parity.json").write_text(json.dumps({
+        "utterances": 10, "fp32_vs_torch_max_abs_diff": 1e-6, "max_abs_diff_target": 1e-4,
+        "int8_vs_fp32_agreement": {"logits": 1.0}, "agreement_target": 0.99}))
+    for exported, shown in (("budget_300k", False), ("budget_1M", True)):
+        (tmp_path / "export" / "dc.model").write_text(f"../study/{exported}/seed1/distill_r1/dc\n")
+        report = write_report(tmp_path).read_text()
+        assert ("Parity on 10 dev utterances" in report) == shown
+        assert ("`export/` holds another budget's student (`budget_300k/seed1/distill_r1/dc`)" in report) != shown
 
 
 def test_per_locale_results_and_findings(tmp_path):
