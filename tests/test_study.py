@@ -434,6 +434,22 @@ def test_reproduce_quick_with_two_students_gives_each_its_study_and_the_student_
     assert "### 1x16-random ([its report](student_1x16-random/REPORT.md))" in report and "### 2x32-teacher" in report
     assert "student 2x32-teacher" in (wide / "REPORT.md").read_text().splitlines()[0]
     assert (study / "logs" / "seed1_distill_r1_2x32-teacher.log").is_file()
+    # landed as docs/results/ keeps a study: figures without models, no machine's paths, the same reports
+    landed = tmp_path / "landed"
+    proc = subprocess.run(["bash", str(REPO / "docs" / "results" / "land.sh"), str(study), str(landed)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [p for p in landed.rglob("*") if p.suffix in (".onnx", ".safetensors", ".log")]
+    texts = [p.read_text() for p in landed.rglob("*") if p.suffix in (".json", ".md", ".csv", ".txt")]
+    assert texts and not [t for t in texts if str(tmp_path) in t]
+    for student in (narrow, wide):
+        assert (landed / student.name / "dc_latency.json").is_file()
+        assert (landed / student.name / "seed1" / "distill_r1" / "student" / "run.json").is_file()
+        assert "Its export to int8 ONNX" in (landed / student.name / "REPORT.md").read_text()
+    assert aggregate.main(["--frontier", str(landed / narrow.name), str(landed / wide.name),
+                           "--output", str(tmp_path / "frontier_again")]) == 0
+    assert (tmp_path / "frontier_again" / "frontier.csv").read_text() == (study / "frontier.csv").read_text()
+    assert "**Ship `student_" in (landed / "REPORT.md").read_text()
 
 
 def test_an_interrupted_job_keeps_its_checkpoint_and_says_so(teacher_dir, data_dir, tmp_path):
