@@ -10,6 +10,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../../.."
 STUDY=${1:-../runs/cpu-sweep}
+export TITLE="MASSIVE en-US, the CPU budget sweep"   # the reports' and the README answer's name for it
 mkdir -p "$STUDY"
 bash "$HERE/../jobs.sh" restore "$STUDY" "$HERE/jobs"
 # 3M first: the new budget is the sweep's open question; 7:3 at the two landed budgets after it.
