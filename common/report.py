@@ -289,11 +289,11 @@ def study_report(folder, record):
 
 
 def exports_not_of(folder, budget_folder):
-    """The exported models (export/<task>.model, as reproduce.sh records them) that are not of
-    BUDGET_FOLDER's students, from the budget folder on; a landed copy records none."""
-    models = [(folder / "export" / f"{task}.model") for task in ("dc", "icner")]
-    models = [m.read_text().splitlines()[0] for m in models if m.is_file()]
-    return [m[m.find("budget_"):] if "budget_" in m else m for m in models if f"/{budget_folder}/" not in m]
+    """The exported models (export/<task>.model as reproduce.sh records them, <task>.model in a
+    landed copy) that are not of BUDGET_FOLDER's students, from the budget folder on."""
+    records = [folder / where for task in ("dc", "icner") for where in (f"export/{task}.model", f"{task}.model")]
+    models = [r.read_text().splitlines()[0] for r in records if r.is_file()]
+    return [m[m.find("budget_"):] if "budget_" in m else m for m in models if budget_folder not in Path(m).parts]
 
 
 def sweep_gains(rows):

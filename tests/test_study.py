@@ -248,6 +248,16 @@ def test_sweep_aggregation_on_fixture_results(tmp_path):
         report = write_report(tmp_path).read_text()
         assert ("Parity on 10 dev utterances" in report) == shown
         assert ("`export/` holds another budget's student (`budget_300k/seed1/distill_r1/dc`)" in report) != shown
+    # landed, the record of which student was exported lands too, without this machine's path
+    landed = tmp_path / "landed"
+    proc = subprocess.run(["bash", str(REPO / "docs" / "results" / "land.sh"), str(tmp_path), str(landed)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (landed / "dc.model").read_text() == "budget_1M/seed1/distill_r1/dc\n"
+    assert "Parity on 10 dev utterances" in (landed / "REPORT.md").read_text()
+    (landed / "dc.model").write_text("budget_300k/seed1/distill_r1/dc\n")
+    report = write_report(landed).read_text()
+    assert "Parity on 10 dev utterances" not in report and "holds another budget's student" in report
 
 
 def test_per_locale_results_and_findings(tmp_path):

@@ -7,7 +7,8 @@
 #
 # The study's folder and each of its budget_*/ and student_*/ folders land alike. An export's
 # export/<task>/latency.json, parity.json and evaluation.json land as <task>_latency.json, ...,
-# and export/<task>.latency.txt as <task>.latency.txt: where aggregate.py looks in a landed copy.
+# and export/<task>.latency.txt as <task>.latency.txt: where aggregate.py looks in a landed copy;
+# export/<task>.model (which student was exported) lands as <task>.model, from the study's folder on.
 # A student folder keeps seed 1's student run.json files too (the frontier reads the shape there).
 # Whatever else DEST holds (jobs/, run.sh, a README.md) stays as it is.
 set -euo pipefail
@@ -16,6 +17,10 @@ DEST=${2:?the folder to land it in, under docs/results/}
 HERE=$(cd "$(dirname "$0")" && pwd)
 [[ -f $STUDY/REPORT.md ]] || { echo "land.sh: error: $STUDY/REPORT.md: no report (has the study finished?)" >&2; exit 2; }
 unset STUDY_STARTED   # the study's provenance.json is kept, not written anew
+
+exported_model() {  # RECORD: export/<task>.model with the study's own path dropped (budget_*/ or seed*/ on)
+  sed -E '\|/budget_[^/]+/|{s|^.*/(budget_[^/]+/)|\1|;b;};s|^.*/(seed[0-9]+/)|\1|' "$1"
+}
 
 land_folder() {  # SRC DST
   local src=$1 dst=$2 name task file run
@@ -30,6 +35,7 @@ land_folder() {  # SRC DST
       [[ -f $src/export/$task/$file.json ]] && cp "$src/export/$task/$file.json" "$dst/${task}_$file.json"
     done
     [[ -s $src/export/$task.latency.txt ]] && cp "$src/export/$task.latency.txt" "$dst/$task.latency.txt"
+    [[ -f $src/export/$task.model ]] && exported_model "$src/export/$task.model" > "$dst/$task.model"
   done
   if [[ $(basename "$src") == student_* ]]; then
     for run in "$src"/seed1/*/student/run.json; do
