@@ -31,6 +31,16 @@ def test_icner_metrics_against_hand_computed_numbers():
     assert 0 <= lo <= 4 / 6 <= hi <= 4 / 3
 
 
+def test_icner_metrics_without_any_slot_warn_nothing():
+    """A domain whose dev utterances have no slots (MASSIVE has some): scores, and no NaN warning."""
+    import warnings
+    examples = [(UTT, "alarm_query", [], "alarm_query", []), (UTT, "alarm_query", [], "alarm_set", [])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = icner_metrics(examples, bootstrap=0)
+    assert m["exact_match"] == 0.5 and m["slot_f1"] == 0.0 and m["per_slot_type"] == {}
+
+
 def test_dc_metrics_macro_f1_by_hand():
     gold = ["a", "a", "b", "c"]
     pred = ["a", "b", "b", "x"]  # "x" is a label never seen in training: just an error
