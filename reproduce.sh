@@ -170,14 +170,24 @@ aggregate_study() {  # results, REPORT.md, the best student; then the similarity
   fi
 }
 
-export_best() {  # the best student of the first seed (aggregate.py chose it; REPORT.md states the rule)
-  local task model exported_as status
+export_seed() {  # the first seed whose best-student models are here: a record restored from another
+  local seed task   # machine (docs/results/jobs.sh) holds the scores, not the weights
+  for seed in $SEEDS; do
+    for task in $EXPORT_TASKS; do [[ -f $FINAL/seed$seed/$BEST/$task/config.json ]] || continue 2; done
+    echo "$seed"; return
+  done
+  echo "$FIRST_SEED"   # none: export.py names the missing model
+}
+
+export_best() {  # the best student (aggregate.py chose it; REPORT.md states the rule) of one seed
+  local task model exported_as status seed
   [[ $EXPORT_TASKS != none ]] || return 0
   BEST=$(cat "$FINAL/best_student.txt")
-  log "best student: $BEST (exported from seed $FIRST_SEED)"
+  seed=$(export_seed)
+  log "best student: $BEST (exported from seed $seed)"
   for task in $EXPORT_TASKS; do
     local -n flags=${task^^}_FLAGS
-    model=$FINAL/seed$FIRST_SEED/$BEST/$task
+    model=$FINAL/seed$seed/$BEST/$task
     # Exported once per model and EXPORT_FLAGS (the record: the model, then the flags if any): a sweep
     # extended to a larger budget, a new best or other flags (--per-channel) export again.
     exported_as=$(printf '%s\n' "$model" ${EXPORT_FLAGS:+"flags: $EXPORT_FLAGS"})

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -266,8 +267,20 @@ def best_lines(folder, result_rows, with_export=True):
     lines = [f"**The best student is `{best}`** ({BEST_RULE})" + (f": it keeps {share}." if share else "."), ""]
     exported = export_lines(folder) if with_export else []
     if exported:
-        lines += ["Its export to int8 ONNX (seed 1; `export/`):", ""] + exported
+        seed = exported_seed(folder)
+        lines += [f"Its export to int8 ONNX ({f'seed {seed}; ' if seed else ''}`export/`):", ""] + exported
     return lines
+
+
+def exported_seed(folder):
+    """The seed whose models were exported, from export/<task>.model (a landed copy's <task>.model)."""
+    for record in (folder / "export" / "dc.model", folder / "dc.model", folder / "export" / "icner.model",
+                   folder / "icner.model"):
+        if record.is_file():
+            parts = Path(record.read_text().splitlines()[0]).parts
+            seeds = [part[len("seed"):] for part in parts if re.fullmatch(r"seed\d+", part)]
+            return seeds[-1] if seeds else None
+    return None
 
 
 def study_report(folder, record):
