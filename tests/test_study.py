@@ -414,10 +414,11 @@ def test_reproduce_quick_with_two_students_gives_each_its_study_and_the_student_
     teacher's width from its layers, each a study of its own (scratch and the undistilled control per
     student, the teacher shared), its export timed beside the teacher's, and the frontier over both."""
     study = tmp_path / "study"
-    proc = quick_study(study, JOBS="2", TEACHER=str(teacher_dir), TARGET_DATA=str(data_dir / "massive"),
-                       TASK_DATA=str(data_dir / "massive"), GENERIC_DATA=str(data_dir / "wiki.jsonl"), TASKS="dc",
-                       QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="", STUDENTS="1x16:random 2x32:teacher",
-                       STUDENT_DISTILL_FLAGS="2x32:teacher=--hidden-layers uniform")
+    knobs = dict(JOBS="2", TEACHER=str(teacher_dir), TARGET_DATA=str(data_dir / "massive"),
+                 TASK_DATA=str(data_dir / "massive"), GENERIC_DATA=str(data_dir / "wiki.jsonl"), TASKS="dc",
+                 QUICK_RATIOS="1", QUICK_ADAPTED_RATIOS="", STUDENTS="1x16:random 2x32:teacher",
+                 STUDENT_DISTILL_FLAGS="2x32:teacher=--hidden-layers uniform")
+    proc = quick_study(study, **knobs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6 jobs, 2 at a time" in proc.stderr  # per student scratch and target-only, one control; one teacher
     narrow, wide = study / "student_1x16-random", study / "student_2x32-teacher"
@@ -460,6 +461,22 @@ def test_reproduce_quick_with_two_students_gives_each_its_study_and_the_student_
                            "--output", str(tmp_path / "frontier_again")]) == 0
     assert (tmp_path / "frontier_again" / "frontier.csv").read_text() == (study / "frontier.csv").read_text()
     assert "**Ship `student_" in (landed / "REPORT.md").read_text()
+
+    # A job restored from another machine's records (docs/results/jobs.sh) has scores but no weights:
+    # where seed 1's best condition is such a job, the export is of the next seed that has its models.
+    best = (wide / "best_student.txt").read_text().strip()
+    models = wide / "seed2" / best
+    models.parent.mkdir()
+    shutil.move(wide / "seed1" / best, models)
+    for record in ("dc_test.json", "dc_test.txt", "dc/run.json", "student/run.json"):
+        (wide / "seed1" / best / record).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(models / record, wide / "seed1" / best / record)
+    proc = quick_study(study, ("--stage", "final"), **knobs, QUICK_SEEDS="1 2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"best student: {best} (exported from seed 2)" in proc.stderr
+    assert (wide / "export" / "dc.model").read_text().splitlines()[0] == str(models / "dc")
+    assert "Its export to int8 ONNX (seed 2; `export/`)" in (wide / "REPORT.md").read_text()
+    assert "Its export to int8 ONNX (seed 1; `export/`)" in (narrow / "REPORT.md").read_text()
 
 
 def test_an_interrupted_job_keeps_its_checkpoint_and_says_so(teacher_dir, data_dir, tmp_path):
