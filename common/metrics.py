@@ -5,7 +5,6 @@ depend on the model's tokenizer and students with different vocabularies compare
 precision/recall/F1 come from seqeval over character-level BIO sequences, which counts a slot
 right exactly when its type and span match.
 """
-import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -174,9 +173,8 @@ def icner_metrics(examples, domains=None, locales=None, bootstrap=1000):
     out["slot_precision"] = float(precision_score(gold_bio, pred_bio, zero_division=0))
     out["slot_recall"] = float(recall_score(gold_bio, pred_bio, zero_division=0))
     out["slot_f1"] = float(f1_score(gold_bio, pred_bio, zero_division=0))
-    with warnings.catch_warnings():  # no slot anywhere: seqeval averages over no types (averages dropped below)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = classification_report(gold_bio, pred_bio, output_dict=True, zero_division=0)
+    any_slot = any(tag != "O" for tags in gold_bio + pred_bio for tag in tags)  # else seqeval averages over no types
+    report = classification_report(gold_bio, pred_bio, output_dict=True, zero_division=0) if any_slot else {}
     out["per_slot_type"] = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
                                 "support": int(v["support"])}
                             for k, v in report.items() if not k.endswith(" avg")}
