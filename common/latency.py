@@ -112,7 +112,7 @@ def within_spread(rows, batch="batch_1"):
 
 def peak_memory_mb():
     """This process's peak resident memory. VmHWM, because ru_maxrss survives execve on Linux and
-    a child could report the peak of the process it came from."""
+    a spawned child would report its parent's peak."""
     try:
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):
@@ -122,25 +122,11 @@ def peak_memory_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-# Each model is timed in a fresh child, so that its peak memory is its own. The children fork
-# from one server that imported torch and transformers once (seconds that a spawned child pays
-# for every model: most of a small model's benchmark) and not the calling script, so that a
-# child's peak holds what a service loads, not the exporter. The server runs no torch op, so
-# each child starts single-threaded, as a spawned one would.
-_PRELOAD = ["torch", "transformers", "common.inference", "common.pipeline"]
-
-
-def _context():
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
-
-
 def benchmark(kind, folder, runs, threads, warmup=10, rounds=3, timeout_s=3600):
     """Latency p50/p95/p99 (ms) and throughput (utterances/s) for each (batch size, texts) of
     runs, and the peak memory (MB) of the process that served them all. A child that fails,
     dies or runs past timeout_s is a BenchmarkError, never a wait without end."""
-    ctx = _context()
+    ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup,
                                                       rounds, queue))
