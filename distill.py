@@ -20,8 +20,9 @@ from torch import nn
 from common.engine import Engine
 from common.generic import load_generic
 from common.losses import DistillationLoss, OutputAdaptor, layer_map
-from common.models import (build_student, default_heads, default_intermediate, load_teacher, max_positions,
-                           load_tokenizer, student_config, student_shape)
+from common.models import (build_student, default_heads, default_intermediate, load_teacher, load_tokenizer,
+                           student_config, student_shape)
+from common.positions import max_positions
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int,
                         partial_dir, positive_float, positive_int, probability, publish, run_cli,
                         run_record, timed, unit_float, write_json_atomic)

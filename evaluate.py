@@ -20,7 +20,7 @@ from common.bio import ceiling_report, slot_ceiling
 from common.engine import inference_device
 from common.inference import TorchModel, open_model
 from common.utterance import SPLITS, sample
-from common.models import check_max_length
+from common.positions import check_max_length
 from common.pipeline import Pipeline, checked_folder, is_package, print_scores, score_package, with_domains
 from common.run import (ArgumentParser, UsageError, check_output_file, non_negative_int, positive_int, run_cli,
                         versions, write_json_atomic)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from common.engine import inference_device
-from common.models import check_max_length, check_weights
+from common.models import check_weights
+from common.positions import check_max_length
 from common.inference import OnnxModel
 from common.onnx_models import ISAS, check_isa, export_onnx, optimize_onnx, quantize_onnx
 from common.run import (ArgumentParser, UsageError, check_output_dir, partial_dir, positive_float,

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from common.engine import Engine
-from common.models import check_max_length, load_tokenizer, loading
+from common.models import load_tokenizer, loading
+from common.positions import check_max_length
 from common.run import (ArgumentParser, UsageError, check_output_dir, non_negative_float, non_negative_int, partial_dir,
                         positive_float, positive_int, probability, publish, run_cli, run_record, unit_float,
                         write_json_atomic)

@@ -13,9 +13,9 @@ from common.pipeline import checked_folder`.
 import json
 import sys
 
-from common.models import check_max_length
 from common.inference import Predictor
 from common.pipeline import checked_folder
+from common.positions import check_max_length
 from common.run import ArgumentParser, UsageError, positive_int, run_cli
 
 

@@ -84,7 +84,7 @@ def main(argv=None):
     predictor = Predictor(args.model, args.threads, args.max_seq_length, args.model_batch)  # one line if it does not load
     served = dict(host=args.host, port=args.port, access_log=args.access_log, log_level="info",
                   timeout_graceful_shutdown=args.graceful_timeout, loop="uvloop", http="httptools",
-                  timeout_worker_healthcheck=120)  # a worker imports torch and loads its model first
+                  timeout_worker_healthcheck=120)  # a worker loads its model first (torch too, for a PyTorch one)
     print(f"serving {args.model} ({predictor.task}) on http://{args.host}:{args.port}: {args.workers} worker(s) x "
           f"{args.threads} thread(s), batches of up to {args.max_batch} texts", file=sys.stderr)
     with graceful_stop_succeeds():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.models import load_tokenizer, loading
+from common.fast_tokenizer import load_inference_tokenizer
 from common.onnx_models import ONNX_FILE
+from common.positions import check_max_length
 from common.run import UsageError
 from common.tasks import load_labels, task_of, torch_logits_fn
 
@@ -38,6 +39,7 @@ class TorchModel(FinetunedModel):
         import torch
 
         from common.engine import inference_device
+        from common.models import load_tokenizer, loading
         folder = Path(folder)
         self.labels = load_labels(folder)
         self.task = task_of(self.labels)
@@ -60,7 +62,7 @@ class OnnxModel(FinetunedModel):
             raise UsageError(f"{folder}: no {ONNX_FILE} (not an exported model)")
         self.labels = load_labels(folder)
         self.task = task_of(self.labels)
-        self.tokenizer = load_tokenizer(str(folder), "--model")
+        self.tokenizer = load_inference_tokenizer(folder)  # no transformers: a service holds ONNX Runtime only
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -103,7 +105,6 @@ class Predictor:
     """
 
     def __init__(self, folder, threads=None, max_length=64, batch_size=64):
-        from common.models import check_max_length
         from common.pipeline import Pipeline, is_package, read_manifest
         if is_package(folder):
             check_max_length(str(Path(folder) / read_manifest(folder)["dc"]), max_length, "model", "max_length")

@@ -1,8 +1,13 @@
-"""Latency benchmark of PyTorch and ONNX models, each in its own process so that peak memory is
-its own. A service pays for tokenisation too, so every timed call tokenises its utterances."""
-import multiprocessing
-import queue as queue_module
+"""Latency benchmark of PyTorch and ONNX models, each in a fresh Python process (`python -m
+common.latency`) that imports only what serving that model imports, so that its peak memory is
+what a service of it holds: ONNX Runtime and the tokenizer for an ONNX model, torch and
+transformers for a PyTorch one, never the exporter's modules. A service pays for tokenisation too,
+so every timed call tokenises its utterances."""
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -30,8 +35,6 @@ def size_on_disk_mb(folder):
 
 def _load(kind, folder, threads):
     """A callable texts -> outputs for one model kind."""
-    import torch
-    torch.set_num_threads(threads)
     if kind == "package":  # the routed system end to end: DC, then each domain's ICNER, decoded
         from common.pipeline import Pipeline
         pipeline = Pipeline(folder, threads)
@@ -45,6 +48,7 @@ def _load(kind, folder, threads):
             enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
             return model.logits_fn(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
         return run
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
     from common.tasks import LABELS_FILE, load_labels, task_of
@@ -52,6 +56,7 @@ def _load(kind, folder, threads):
         cls = task_of(load_labels(folder)).model_class()
     else:  # a bare encoder (e.g. the teacher before finetuning): the same encoder compute
         cls = AutoModel
+    torch.set_num_threads(threads)
     device = torch.device("cuda" if kind == "torch-cuda" else "cpu")
     model = cls.from_pretrained(folder).eval().to(device)
     tok = AutoTokenizer.from_pretrained(folder)
@@ -66,13 +71,13 @@ def _load(kind, folder, threads):
     return run
 
 
-def _measure(kind, folder, runs, threads, warmup, rounds, queue):
-    """Time every (batch size, texts) of runs in this process; report its peak memory, or the
-    last line of the error that stopped it."""
+def _measure(kind, folder, runs, threads, warmup, rounds):
+    """Time every (batch size, texts) of runs in this process: its report with its peak memory,
+    or the last line of the error that stopped it."""
     try:
-        queue.put({"results": _time_runs(_load(kind, folder, threads), runs, warmup, rounds), "peak_mb": peak_memory_mb()})
+        return {"results": _time_runs(_load(kind, folder, threads), runs, warmup, rounds), "peak_mb": peak_memory_mb()}
     except BaseException as err:  # the parent reports it; a traceback from a child helps no one
-        queue.put({"error": traceback.format_exception_only(type(err), err)[-1].strip()})
+        return {"error": traceback.format_exception_only(type(err), err)[-1].strip()}
 
 
 def _time_runs(run, runs, warmup, rounds=1):
@@ -126,18 +131,22 @@ def benchmark(kind, folder, runs, threads, warmup=10, rounds=3, timeout_s=3600):
     """Latency p50/p95/p99 (ms) and throughput (utterances/s) for each (batch size, texts) of
     runs, and the peak memory (MB) of the process that served them all. A child that fails,
     dies or runs past timeout_s is a BenchmarkError, never a wait without end."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, str(folder), [(b, list(t)) for b, t in runs], threads, warmup,
-                                                      rounds, queue))
-    proc.start()
+    request = {"kind": kind, "folder": str(folder), "runs": [(b, list(t)) for b, t in runs], "threads": threads,
+               "warmup": warmup, "rounds": rounds}
+    repo = str(Path(__file__).resolve().parents[1])  # `-m common.latency` from wherever the caller runs
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen([sys.executable, "-m", "common.latency"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, text=True)
     try:
-        outcome = _wait_for(proc, queue, time.monotonic() + timeout_s, folder)
-    finally:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        out, _ = proc.communicate(json.dumps(request), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise BenchmarkError(f"benchmark of {folder}: no result after the time limit") from None
+    reports = [line for line in out.splitlines() if line.startswith("{")]
+    if not reports:
+        raise BenchmarkError(f"benchmark of {folder}: its process exited with code {proc.returncode} before reporting")
+    outcome = json.loads(reports[-1])
     if "error" in outcome:
         lines = [line.strip() for line in outcome["error"].splitlines() if line.strip()]  # one line, never a trace
         raise BenchmarkError(f"benchmark of {folder} failed: {'; '.join(lines[:2])[:300]}")
@@ -148,17 +157,7 @@ class BenchmarkError(UsageError):
     """A benchmark that could not run (most often a model folder that does not load): one line."""
 
 
-def _wait_for(proc, queue, deadline, folder):
-    """The child's report; polls so that a child that died without one is noticed."""
-    while True:
-        try:
-            return queue.get(timeout=1.0)
-        except queue_module.Empty:
-            if not proc.is_alive():
-                try:  # it may have reported just before exiting
-                    return queue.get(timeout=1.0)
-                except queue_module.Empty:
-                    raise BenchmarkError(f"benchmark of {folder}: its process exited with code "
-                                         f"{proc.exitcode} before reporting") from None
-            if time.monotonic() > deadline:
-                raise BenchmarkError(f"benchmark of {folder}: no result after the time limit")
+if __name__ == "__main__":  # the child: one request on stdin, its report as the last line of stdout
+    request = json.loads(sys.stdin.read())
+    print(json.dumps(_measure(request["kind"], request["folder"], request["runs"], request["threads"],
+                              request["warmup"], request["rounds"])), flush=True)

@@ -13,7 +13,8 @@ from transformers import AutoModelForMaskedLM
 
 from common.generic import load_generic
 from common.utterance import sample
-from common.models import load_masked_lm, load_tokenizer, max_positions
+from common.models import load_masked_lm, load_tokenizer
+from common.positions import max_positions
 from common.pretraining import load_config, masked_lm_loss, mlm_dev_loss, train_tokenizer
 from common.run import UsageError, partial_dir, publish, run_record, write_json_atomic
 from common.target_text import load_target_text

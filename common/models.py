@@ -104,23 +104,14 @@ def load_teacher(name_or_path):
     return model, has_head
 
 
-def max_positions(config):
-    """Usable sequence length: RoBERTa-family position ids start after the padding index."""
-    config = getattr(config, "encoder", config)  # the joint ICNER model wraps its encoder's config
-    offset = 2 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-    return config.max_position_embeddings - offset
-
-
-def check_max_length(name_or_path, length, flag="--model", length_flag="--max-seq-length"):
-    """Refuse a sequence length beyond the model's positions before any work starts."""
+def load_config(name_or_path, flag="--model"):
+    """A model's config through transformers (a hub name's; common.positions reads a folder's)."""
     import common.joint_model  # noqa: F401  registers the joint model's config with AutoConfig
     _check_source(name_or_path, flag)
     try:
-        config = AutoConfig.from_pretrained(name_or_path)
+        return AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         raise UsageError(f"{flag} {name_or_path}: cannot load its config ({str(err).splitlines()[0]})") from None
-    if length > max_positions(config):
-        raise UsageError(f"{length_flag} {length} exceeds the {max_positions(config)} positions of {name_or_path}")
 
 
 def default_heads(hidden, teacher_config):

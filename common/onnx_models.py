@@ -10,7 +10,6 @@ import platform
 import shutil
 from pathlib import Path
 
-from common.models import loading
 from common.run import UsageError
 from common.tasks import LABELS_FILE, load_labels, task_of
 
@@ -70,6 +69,7 @@ def export_onnx(model_dir, out_dir):
     """fp32 ONNX of a finetuned DC or ICNER folder, with tokenizer, labels and config."""
     from transformers import AutoTokenizer
 
+    from common.models import loading
     labels = load_labels(model_dir)
     task = task_of(labels)
     out_dir = Path(out_dir)

@@ -13,6 +13,7 @@ domain it cannot serve.
 import json
 from pathlib import Path
 
+from common.fast_tokenizer import tokenizer_definition
 from common.inference import open_model
 from common.onnx_models import ONNX_FILE
 from common.run import UsageError
@@ -52,8 +53,8 @@ def read_manifest(folder):
 
 def same_tokenizer_as(tokenizer):
     """A test of another tokenizer: does it split and number every text as this one does?"""
-    reference = tokenizer.backend_tokenizer.to_str()
-    return lambda other: other.backend_tokenizer.to_str() == reference
+    reference = tokenizer_definition(tokenizer)
+    return lambda other: tokenizer_definition(other) == reference
 
 
 class Pipeline:

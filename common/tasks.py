@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from common.bio import ceiling_report, slot_ceiling, slot_label_names, spans_from_tags, token_tags
 from common.run import UsageError
@@ -311,6 +310,7 @@ def task_of(labels):
 
 def collate(features, pad_id):
     """Pad a list of features to the longest one."""
+    import torch  # here, not above: predicting with an ONNX model imports no torch
     width = max(len(f["input_ids"]) for f in features)
     batch = {"input_ids": torch.full((len(features), width), pad_id, dtype=torch.long),
              "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
@@ -328,6 +328,8 @@ def collate(features, pad_id):
 
 def torch_logits_fn(model, device="cpu"):
     """logits_fn of a PyTorch model (eval mode, no grad)."""
+    import torch
+
     def run(input_ids, attention_mask):
         with torch.no_grad():
             outputs = model(input_ids=torch.from_numpy(input_ids).to(device),

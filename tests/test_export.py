@@ -208,6 +208,40 @@ def test_predictor_spans_match_the_input(exported, data_dir):
     assert set(Predictor(exported / "dc" / "int8")("wake me up")) == {"domain"}
 
 
+HEAVY = ("torch", "transformers", "optimum", "sklearn")
+PROBE = ("import json, sys; from common.inference import Predictor; answers = Predictor(sys.argv[1])(json.loads(sys.argv[2])); "
+         f"print(json.dumps({{'answers': answers, 'heavy': [m for m in {HEAVY} if m in sys.modules]}}))")
+
+
+def test_a_predictor_of_an_exported_folder_loads_onnx_runtime_not_torch(exported, data_dir):
+    """A service of an exported folder imports ONNX Runtime and reads the folder's tokenizer.json
+    (common.fast_tokenizer), not torch and transformers: it starts in about a second and holds less.
+    Its answers, slot offsets included, are those of the same model tokenised by transformers."""
+    from transformers import AutoTokenizer
+    texts = [u.text for u in load_massive(data_dir / "massive", ["en-US", "ja-JP"], ["test"])[0]]
+    for task in ("dc", "icner"):
+        folder = exported / task / "int8"
+        proc = subprocess.run([sys.executable, "-c", PROBE, str(folder), json.dumps(texts)], cwd=REPO, env=script_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        served = json.loads(proc.stdout.splitlines()[-1])
+        assert served["heavy"] == []
+        reference = Predictor(folder)
+        reference.model.tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert served["answers"] == reference(texts)
+
+
+def test_each_benchmark_row_holds_what_serving_its_model_loads(finetuned, exported, data_dir):
+    """Each row's process imports what a service of that model imports, never the exporter's
+    modules: the int8 ONNX row's peak memory is well under the PyTorch row's."""
+    from common.latency import benchmark
+    texts = [u.text for u in load_massive(data_dir / "massive", ["en-US"], ["test"])[0]][:8]
+    (onnx_row,), onnx_peak = benchmark("onnx", exported / "dc" / "int8", [(1, texts)], 1, warmup=1, rounds=1)
+    (torch_row,), torch_peak = benchmark("torch", finetuned / "dc", [(1, texts)], 1, warmup=1, rounds=1)
+    assert onnx_row["calls"] == torch_row["calls"] == len(texts)
+    assert onnx_peak < torch_peak / 2, (onnx_peak, torch_peak)
+
+
 
 def test_bad_inputs(finetuned, teacher_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "never"
