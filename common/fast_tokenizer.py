@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.jsonl import read_json
 from common.run import UsageError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -30,10 +31,7 @@ class FastTokenizer:
         for name in CONFIG_FILES:
             path = folder / name
             if path.is_file():
-                try:
-                    config.update(json.loads(path.read_text(encoding="utf-8")))
-                except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                    raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+                config.update(read_json(path))
         try:
             self.backend_tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         except Exception as err:  # the Rust side raises a bare Exception

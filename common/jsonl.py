@@ -5,6 +5,14 @@ from pathlib import Path
 from common.run import UsageError
 
 
+def read_json(path):
+    """One JSON file, or a one-line error naming it (a truncated or foreign file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+
+
 def read_jsonl(path):
     """Yield (line_number, object) for every non-blank line of a JSONL file."""
     path = Path(path)

@@ -10,11 +10,11 @@ deployment is measured against) with a manifest that says which model serves whi
 package that lacks one does not open (the error names the domain), so routing never meets a
 domain it cannot serve.
 """
-import json
 from pathlib import Path
 
 from common.fast_tokenizer import tokenizer_definition
 from common.inference import open_model
+from common.jsonl import read_json
 from common.onnx_models import ONNX_FILE
 from common.run import UsageError
 from common.tasks import TASKS, encode_batch, length_batches
@@ -36,10 +36,7 @@ def is_model_folder(folder):
 def read_manifest(folder):
     """The manifest, checked: every model it names is an exported ONNX folder in the package."""
     path = Path(folder) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UsageError(f"{path}: not a {FORMAT} manifest")
     if not isinstance(manifest.get("dc"), str) or not isinstance(manifest.get("icner"), dict) or not manifest["icner"]:

@@ -1,8 +1,8 @@
 """A model's usable sequence length, from its config: a local folder's config.json is read as
 JSON, so that checking a predictor's window imports no transformers."""
-import json
 from pathlib import Path
 
+from common.jsonl import read_json
 from common.run import UsageError
 
 OFFSET_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index
@@ -26,10 +26,7 @@ def read_config(name_or_path, flag="--model"):
     if not path.is_file():
         from common.models import load_config
         return load_config(name_or_path, flag)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+    config = read_json(path)
     if _field(_field(config, "encoder") or config, "max_position_embeddings") is None:
         raise UsageError(f"{path}: no max_position_embeddings (not a transformers encoder's config)")
     return config

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from common.bio import ceiling_report, slot_ceiling, slot_label_names, spans_from_tags, token_tags
+from common.jsonl import read_json
 from common.run import UsageError
 
 LABELS_FILE = "labels.json"
@@ -346,7 +347,4 @@ def load_labels(folder):
     path = Path(folder) / LABELS_FILE
     if not path.is_file():
         raise UsageError(f"{folder}: not a finetuned DC/ICNER model (no {LABELS_FILE})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path}: not JSON ({err}); the file may be truncated") from None
+    return read_json(path)
