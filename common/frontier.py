@@ -13,6 +13,7 @@ from common.run import UsageError
 
 SCORE = "the mean of DC accuracy and exact match, as the best-student rule scores"
 NEAR_BEST_POINTS = 1.0  # without a latency budget: the fastest student within this many points of the best
+METRICS = ("dc_accuracy", "intent_accuracy", "exact_match")
 
 
 @dataclass
@@ -26,10 +27,16 @@ class Point:
     teacher_torch_ms: float
     metrics: dict       # test means: dc_accuracy, intent_accuracy, exact_match (those the study has)
     score: float
-    teacher_score: float = None  # the teacher's own, from the same study
+    teacher_metrics: dict   # the teacher's test means in the same study (those it has)
     int8_agreement: float = None  # the lowest int8-vs-fp32 agreement of its exports' parity checks
     int8_parity_failed: bool = False
     per_channel_tried: bool = False  # export.py --per-channel auto quantised per channel too
+
+    @property
+    def teacher_score(self):
+        """The teacher's score by the same rule, or None where the study has no teacher."""
+        scored = [self.teacher_metrics[m] for m in ("dc_accuracy", "exact_match") if m in self.teacher_metrics]
+        return sum(scored) / len(scored) if scored else None
 
 
 def latency_rows(study):
@@ -62,8 +69,7 @@ def study_point(study):
     if condition is None:
         raise UsageError(f"{study}: no results.csv with a student in it (run aggregate.py --out-root {study})")
     mean = means(rows)
-    metrics = {m: mean[(condition, m)] for m in ("dc_accuracy", "intent_accuracy", "exact_match")
-               if (condition, m) in mean}
+    metrics = {m: mean[(condition, m)] for m in METRICS if (condition, m) in mean}
     scored = [metrics[m] for m in ("dc_accuracy", "exact_match") if m in metrics]
     latency = latency_rows(study)
     missing = [m for m in ("ONNX int8 student", "ONNX int8 teacher", "PyTorch fp32 teacher") if m not in latency]
@@ -73,11 +79,10 @@ def study_point(study):
     runs = sorted(study.glob("seed*/distill_r*/student/run.json")) or sorted(study.glob(f"seed*/{condition}/student/run.json"))
     shape = json.loads(runs[0].read_text())["student"] if runs else {}
     student = f"{shape['layers']}x{shape['hidden']} {shape['init']}" if shape else condition
-    teacher = [mean[("teacher", m)] for m in ("dc_accuracy", "exact_match") if ("teacher", m) in mean]
+    teacher = {m: mean[("teacher", m)] for m in METRICS if ("teacher", m) in mean}
     return Point(study.name, student, condition, round(shape.get("parameters", 0) / 1e6, 1),
                  latency["ONNX int8 student"], latency["ONNX int8 teacher"], latency["PyTorch fp32 teacher"],
-                 metrics, sum(scored) / len(scored), sum(teacher) / len(teacher) if teacher else None,
-                 *int8_parity(study))
+                 metrics, sum(scored) / len(scored), teacher, *int8_parity(study))
 
 
 def pareto(points):
@@ -108,15 +113,23 @@ def agreement_cell(p):
     return f"{100 * p.int8_agreement:.2f}%" + (" (parity failed)" if p.int8_parity_failed else "")
 
 
+def metric_cell(p, metric):
+    """The student's test score, and its share of the teacher's where the study has one: how close
+    it comes to the teacher, beside the speed-up columns."""
+    if metric not in p.metrics:
+        return ""
+    teacher = p.teacher_metrics.get(metric)
+    return f"{100 * p.metrics[metric]:.2f}" + (f" ({100 * p.metrics[metric] / teacher:.1f}%)" if teacher else "")
+
+
 def table_lines(points, optimal):
     lines = ["| study | student | best condition | M params | int8 b1 p50 ms | x the teacher's int8 | "
              "x the PyTorch teacher | DC accuracy | intent accuracy | exact match | int8 vs fp32 agreement | "
              "Pareto-optimal |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    cell = lambda p, m: f"{100 * p.metrics[m]:.2f}" if m in p.metrics else ""  # noqa: E731
     for p in sorted(points, key=lambda p: p.int8_ms):
         lines.append(f"| {p.study} | {p.student} | {p.condition} | {p.params_m:g} | {p.int8_ms:.2f} | "
                      f"{p.teacher_int8_ms / p.int8_ms:.2f} | {p.teacher_torch_ms / p.int8_ms:.2f} | "
-                     f"{cell(p, 'dc_accuracy')} | {cell(p, 'intent_accuracy')} | {cell(p, 'exact_match')} | "
+                     f"{' | '.join(metric_cell(p, m) for m in METRICS)} | "
                      f"{agreement_cell(p)} | {'yes' if p in optimal else ''} |")
     return lines
 
@@ -130,22 +143,24 @@ def write_frontier(points, out_dir, budget_ms=None):
     with open(out_dir / "frontier.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["study", "student", "condition", "params_m", "int8_b1_p50_ms", "teacher_int8_b1_p50_ms",
-                         "teacher_torch_b1_p50_ms", "dc_accuracy", "intent_accuracy", "exact_match", "score",
-                         "int8_agreement", "int8_parity_failed", "pareto", "shipped"])
+                         "teacher_torch_b1_p50_ms", *METRICS, "score",
+                         "int8_agreement", "int8_parity_failed", "pareto", "shipped",
+                         *(f"teacher_{m}" for m in METRICS)])
         for p in points:
             writer.writerow([p.study, p.student, p.condition, p.params_m, p.int8_ms, p.teacher_int8_ms,
-                             p.teacher_torch_ms, *(p.metrics.get(m, "") for m in ("dc_accuracy", "intent_accuracy",
-                                                                                 "exact_match")),
+                             p.teacher_torch_ms, *(p.metrics.get(m, "") for m in METRICS),
                              round(p.score, 6), "" if p.int8_agreement is None else p.int8_agreement,
-                             int(p.int8_parity_failed), int(p in optimal), int(p is chosen)])
+                             int(p.int8_parity_failed), int(p in optimal), int(p is chosen),
+                             *(p.teacher_metrics.get(m, "") for m in METRICS)])
     ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
     if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
         ship += (f" Its int8 export failed the parity check (int8 agrees with fp32 on {100 * chosen.int8_agreement:.2f}%): "
                  "compare the int8 and fp32 rows' dev scores in its study's latency table"
                  + (" (per-channel weights were tried too)." if chosen.per_channel_tried else ", or export with --per-channel on."))
     lines = ["# The accuracy-latency frontier", "", ship, "",
-             f"Accuracy is {SCORE}, on test; latency is each study's export run, batch 1, tokenisation "
-             "included, its teacher rows timed in the same run.", "", *table_lines(points, optimal), "",
+             f"Accuracy is {SCORE}, on test; each score's share of the teacher's own in the same study is in "
+             "brackets. Latency is each study's export run, batch 1, tokenisation included, its teacher rows "
+             "timed in the same run.", "", *table_lines(points, optimal), "",
              "![accuracy against int8 latency](plots/frontier.png)", ""]
     (out_dir / "frontier.md").write_text("\n".join(lines))
     plot_frontier(points, optimal, out_dir / "plots" / "frontier.png")
