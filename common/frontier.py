@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.report import best_student, export_files, means, read_csv
+from common.report import best_student, export_files, means, read_csv, rule_score
 from common.run import UsageError
 
 SCORE = "the mean of DC accuracy and exact match, as the best-student rule scores"
@@ -35,8 +35,7 @@ class Point:
     @property
     def teacher_score(self):
         """The teacher's score by the same rule, or None where the study has no teacher."""
-        scored = [self.teacher_metrics[m] for m in ("dc_accuracy", "exact_match") if m in self.teacher_metrics]
-        return sum(scored) / len(scored) if scored else None
+        return rule_score(self.teacher_metrics)
 
 
 def latency_rows(study):
@@ -70,7 +69,6 @@ def study_point(study):
         raise UsageError(f"{study}: no results.csv with a student in it (run aggregate.py --out-root {study})")
     mean = means(rows)
     metrics = {m: mean[(condition, m)] for m in METRICS if (condition, m) in mean}
-    scored = [metrics[m] for m in ("dc_accuracy", "exact_match") if m in metrics]
     latency = latency_rows(study)
     missing = [m for m in ("ONNX int8 student", "ONNX int8 teacher", "PyTorch fp32 teacher") if m not in latency]
     if missing:
@@ -82,7 +80,7 @@ def study_point(study):
     teacher = {m: mean[("teacher", m)] for m in METRICS if ("teacher", m) in mean}
     return Point(study.name, student, condition, round(shape.get("parameters", 0) / 1e6, 1),
                  latency["ONNX int8 student"], latency["ONNX int8 teacher"], latency["PyTorch fp32 teacher"],
-                 metrics, sum(scored) / len(scored), teacher, *int8_parity(study))
+                 metrics, rule_score(metrics), teacher, *int8_parity(study))
 
 
 def pareto(points):

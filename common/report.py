@@ -37,13 +37,20 @@ def number(value):
     return None if value in (None, "") else float(value)
 
 
+def rule_score(metrics):
+    """BEST_RULE's score of one condition's {metric: mean}: the average of DC accuracy and exact
+    match, those of them it has, or None where it has neither."""
+    scored = [metrics[m] for m in ("dc_accuracy", "exact_match") if m in metrics]
+    return sum(scored) / len(scored) if scored else None
+
+
 def best_student(result_rows):
     """The condition chosen by BEST_RULE from results.csv rows, or None without students."""
-    scores = {}
-    for r in result_rows:
-        if r["locale"] == "all" and r["metric"] in ("dc_accuracy", "exact_match") and r["condition"] != "teacher":
-            scores.setdefault(r["condition"], []).append(float(r["mean"]))
-    return max(scores, key=lambda c: sum(scores[c]) / len(scores[c])) if scores else None
+    mean = means(result_rows)
+    conditions = dict.fromkeys(c for c, _ in mean if c != "teacher")
+    scores = {c: rule_score({m: v for (k, m), v in mean.items() if k == c}) for c in conditions}
+    scores = {c: s for c, s in scores.items() if s is not None}
+    return max(scores, key=scores.get) if scores else None
 
 
 def means(result_rows):
