@@ -12,6 +12,8 @@ from conftest import REPO
 from common.answer import LANDED, answer_block, readme_block
 from common.report import read_provenance, render_report
 
+# Landed studies that a later one replaced in the README's answer table; their reports stay checked.
+SUPERSEDED = ["docs/results/pilot-students"]
 # An absolute path on a machine (a folder under work, home, tmp, ... at the root), not /usr/bin/env or a URL.
 MACHINE_PATH = re.compile(r"(?<![\w.~<>:/-])/(work|root|home|tmp|Users|mnt|opt|srv|scratch)/")
 
@@ -46,7 +48,7 @@ def test_the_readme_answer_table_is_the_one_the_landed_reports_give():
 
 
 def test_each_landed_report_is_what_its_results_generate():
-    for name in LANDED:
+    for name in LANDED + SUPERSEDED:
         folder = REPO / name
         assert (folder / "REPORT.md").read_text(encoding="utf-8") == render_report(folder, read_provenance(folder)), \
             f"{name}/REPORT.md was edited or is stale: python aggregate.py --report {name}"
