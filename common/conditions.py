@@ -3,6 +3,7 @@ that says so. The runner (reproduce.sh, through common.profiles) makes them; agg
 them back from the folders (common.study). Kept apart so that making the study's job list
 imports nothing heavy."""
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional
 
 
@@ -19,6 +20,17 @@ class Condition:
     @property
     def name(self):
         return f"{self.kind}_r{self.ratio}" if self.kind in self.DISTILLED else self.kind
+
+    @property
+    def transfer_set(self):
+        """What a distilled condition's transfer set is, in the question's words ('generic-only',
+        'target-only', '7:3 generic:target'); None for the others, whose names say it."""
+        if self.kind not in self.DISTILLED:
+            return None
+        target = Fraction(self.ratio).limit_denominator(100)
+        words = {0: "generic-only", 1: "target-only"}.get(target) or \
+            f"{target.denominator - target.numerator}:{target.numerator} generic:target"
+        return words if self.kind == "distill" else f"adapted teacher, {words}"
 
     @classmethod
     def of(cls, name):
@@ -40,3 +52,14 @@ class Condition:
 def condition_order(name):
     condition = Condition.of(name)
     return condition.order() if condition else (len(Condition.KINDS), 0.0)
+
+
+def transfer_set_of(name):
+    condition = Condition.of(name)
+    return condition.transfer_set if condition else None
+
+
+def described(name):
+    """`distill_r0` (generic-only): a condition's folder name with its transfer set, for reports."""
+    words = transfer_set_of(name)
+    return f"`{name}` ({words})" if words else f"`{name}`"

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.conditions import described, transfer_set_of
 from common.report import best_student, export_files, means, read_csv, rule_score
 from common.run import UsageError
 
@@ -125,7 +126,7 @@ def table_lines(points, optimal):
              "x the PyTorch teacher | DC accuracy | intent accuracy | exact match | int8 vs fp32 agreement | "
              "Pareto-optimal |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: p.int8_ms):
-        lines.append(f"| {p.study} | {p.student} | {p.condition} | {p.params_m:g} | {p.int8_ms:.2f} | "
+        lines.append(f"| {p.study} | {p.student} | {described(p.condition)} | {p.params_m:g} | {p.int8_ms:.2f} | "
                      f"{p.teacher_int8_ms / p.int8_ms:.2f} | {p.teacher_torch_ms / p.int8_ms:.2f} | "
                      f"{' | '.join(metric_cell(p, m) for m in METRICS)} | "
                      f"{agreement_cell(p)} | {'yes' if p in optimal else ''} |")
@@ -150,7 +151,10 @@ def write_frontier(points, out_dir, budget_ms=None):
                              round(p.score, 6), "" if p.int8_agreement is None else p.int8_agreement,
                              int(p.int8_parity_failed), int(p in optimal), int(p is chosen),
                              *(p.teacher_metrics.get(m, "") for m in METRICS)])
-    ship = f"**Ship `{chosen.study}` ({chosen.student}, {chosen.condition})**: {why}." if chosen else f"**{why}.**"
+    ship = f"**{why}.**"
+    if chosen:
+        named = filter(None, [chosen.student, f"`{chosen.condition}`", transfer_set_of(chosen.condition)])
+        ship = f"**Ship `{chosen.study}` ({', '.join(named)})**: {why}."
     if chosen and chosen.int8_parity_failed:  # its int8 export may not predict as its test accuracy says
         ship += (f" Its int8 export failed the parity check (int8 agrees with fp32 on {100 * chosen.int8_agreement:.2f}%): "
                  "compare the int8 and fp32 rows' dev scores in its study's latency table"

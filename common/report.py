@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+from common.conditions import described
 from common.run import _git_commit
 from common.study import budget_of
 
@@ -271,7 +272,7 @@ def best_lines(folder, result_rows, with_export=True):
     if best is None:
         return []
     share = teacher_share(result_rows, best)
-    lines = [f"**The best student is `{best}`** ({BEST_RULE})" + (f": it keeps {share}." if share else "."), ""]
+    lines = [f"**The best student is {described(best)}** ({BEST_RULE})" + (f": it keeps {share}." if share else "."), ""]
     exported = export_lines(folder) if with_export else []
     if exported:
         seed = exported_seed(folder)
@@ -380,7 +381,7 @@ def students_report(folder, record):
         best = best_student(result_rows)
         if best:
             share = teacher_share(result_rows, best)
-            lines.append(f"- its best student is `{best}`" + (f": it keeps {share}." if share else "."))
+            lines.append(f"- its best student is {described(best)}" + (f": it keeps {share}." if share else "."))
         lines.append("")
     return lines + provenance_lines(record)
 

