@@ -3,6 +3,7 @@ from the files in docs/results/, never typed. `python aggregate.py --readme READ
 block between the two markers; a test fails when the README and the landed results disagree."""
 from pathlib import Path
 
+from common.conditions import transfer_set_of
 from common.report import VERDICTS, best_student, read_csv, read_provenance, sweep_gains, teacher_percentages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,15 @@ def sweep_budgets(folder):
     return out
 
 
+def best_cell(best, student=None):
+    """'`4x384 teacher` generic-only': the shipped shape, and the best condition's transfer set in
+    the question's words (its folder name where it has none, e.g. scratch)."""
+    if best is None:
+        return ""
+    condition = transfer_set_of(best) or f"`{best}`"
+    return f"`{student}` {condition}" if student else condition
+
+
 def row(folder, budget, finding_rows, result_rows, student=None, repo=REPO):
     """A study's row; `student` names the shape a students study ships, beside its best condition."""
     record = read_provenance(folder)
@@ -45,7 +55,7 @@ def row(folder, budget, finding_rows, result_rows, student=None, repo=REPO):
     where = record.get("device") if record.get("device") not in (None, "CPU") else record.get("machine", "")
     cells = [record.get("title", folder.name), budget, str(seeds), claim_cell(finding_rows, *CLAIMS[0]),
              claim_cell(finding_rows, *CLAIMS[1]),
-             (f"`{student}` `{best}`" if student else f"`{best}`") if best else "",
+             best_cell(best, student),
              ", ".join(f"{share:.1f}% {'DC' if title.startswith('DC') else 'EM'}" for title, (share, _, _) in shares.items()),
              f"{record.get('date', '')[:10]}, {where}", f"[report]({folder.relative_to(repo).as_posix()}/REPORT.md)"]
     return "| " + " | ".join(cells) + " |"

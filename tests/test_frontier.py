@@ -5,7 +5,7 @@ import json
 import pytest
 
 import aggregate
-from common.answer import students_row
+from common.answer import best_cell, students_row
 from common.frontier import pareto, recommend, study_point
 from common.run import UsageError
 
@@ -85,10 +85,16 @@ def test_the_readme_row_of_a_students_study_is_the_student_it_ships(tmp_path):
                                                    "distill_r1,scratch,dc_accuracy,all,5,0.05,reproduced\n")
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(root), "--latency-budget-ms", "0.5"]) == 0
     cells = students_row(root, tmp_path).split(" | ")
-    assert "`4x384 random` `distill_r1`" in cells and "DC +5.00 holds" in cells and "5" in cells
+    assert "`4x384 random` target-only" in cells and "DC +5.00 holds" in cells and "5" in cells
     assert "96.7% DC, 86.4% EM" in cells  # 0.87 of 0.90 and 0.51 of 0.59
     assert aggregate.main(["--frontier", *map(str, studies), "--output", str(root), "--latency-budget-ms", "0.1"]) == 1
     assert "`" not in students_row(root, tmp_path)
+
+
+def test_the_readme_names_the_best_student_by_its_transfer_set():
+    assert [best_cell(b, s) for b, s in [("distill_r0", "4x384 teacher"), ("distill_r1", None),
+                                          ("distill_r0.3", None), ("scratch", None), (None, None)]] == \
+        ["`4x384 teacher` generic-only", "target-only", "7:3 generic:target", "`scratch`", ""]
 
 
 def test_a_study_without_its_export_is_one_line(tmp_path):
